@@ -1,0 +1,100 @@
+"""The ASGI application: lifespan (build the runtime once), routing, and the error boundary.
+
+Routing is a dict lookup for fixed paths plus one pattern for ``/v1/responses/{id}[/input_items]``;
+no framework sits on the hot path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from tollway.api import chat, meta, responses
+from tollway.api.http import Receive, Request, Scope, Send, send_error
+from tollway.core.errors import GatewayError
+from tollway.middleware.request_id import RequestIdMiddleware
+from tollway.runtime import Runtime
+from tollway.settings import Settings
+
+log = logging.getLogger("tollway")
+
+Handler = Callable[[Runtime, Request], Awaitable[None]]
+
+ROUTES: dict[tuple[str, str], Handler] = {
+    ("POST", "/v1/responses"): responses.create_response,
+    ("POST", "/v1/chat/completions"): chat.create_chat_completion,
+    ("GET", "/v1/models"): meta.list_models,
+    ("GET", "/health/live"): meta.live,
+    ("GET", "/health/ready"): meta.ready,
+}
+RESPONSE_ROUTES: dict[tuple[str, bool], Handler] = {
+    ("GET", False): responses.get_response,
+    ("DELETE", False): responses.delete_response,
+    ("GET", True): responses.list_input_items,
+}
+_RESPONSES_PREFIX = "/v1/responses/"
+
+
+def _match(method: str, path: str, params: dict[str, str]) -> Handler | None:
+    handler = ROUTES.get((method, path))
+    if handler is not None:
+        return handler
+    if path.startswith(_RESPONSES_PREFIX):
+        rest = path[len(_RESPONSES_PREFIX):]
+        rid, _, tail = rest.partition("/")
+        if rid and tail in ("", "input_items"):
+            params["id"] = rid
+            return RESPONSE_ROUTES.get((method, tail == "input_items"))
+    return None
+
+
+class Gateway:
+    """The bare ASGI app (wrapped by middleware in :func:`create_app`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runtime: Runtime | None = None
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    self.runtime = await Runtime.start(self.settings)
+                except (OSError, ValueError, RuntimeError) as exc:
+                    log.error("start-up failed", extra={"error": str(exc)})
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                if self.runtime is not None:
+                    await self.runtime.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        req = Request(scope, receive, send, scope.get("tollway.request_id", ""))
+        handler = _match(scope["method"], scope["path"], req.params)
+        try:
+            if handler is None:
+                allowed = any(p == scope["path"] for (_, p) in ROUTES)
+                raise GatewayError(405 if allowed else 404,
+                                   f"{scope['method']} {scope['path']} is not a route of this gateway",
+                                   type="invalid_request_error",
+                                   code="method_not_allowed" if allowed else "not_found")
+            if self.runtime is None:
+                raise GatewayError(503, "gateway is starting", type="server_error", code="not_ready")
+            await handler(self.runtime, req)
+        except GatewayError as err:
+            if err.status == 499:
+                return
+            await send_error(send, err)
+
+
+def create_app(settings: Settings) -> RequestIdMiddleware:
+    return RequestIdMiddleware(Gateway(settings))

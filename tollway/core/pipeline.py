@@ -1,0 +1,250 @@
+"""The one request pipeline both doors run:
+
+parse (door) → resolve model → load conversation (previous_response_id) → adapter builds the upstream
+request → shared client → adapter parses the response or stream → meter → enrich → door serialises.
+
+Later capabilities (tenancy, budgets, cache, compression) plug in as steps of :meth:`Pipeline.prepare`
+and :meth:`Pipeline.finish`; the doors never talk to providers themselves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from tollway.core.assembler import OutputAssembler, assign_ids, new_id
+from tollway.core.enrich import Timings, tollway_block
+from tollway.core.errors import GatewayError
+from tollway.core.routing import ModelResolver, Route
+from tollway.core.types import (
+    CanonicalRequest,
+    CanonicalResponse,
+    Delta,
+    Fidelity,
+    Item,
+    StreamError,
+    ToolCallStart,
+    Usage,
+)
+from tollway.metering.cost import CostBreakdown, compute_cost
+from tollway.metering.pricing import PriceTable
+from tollway.providers.base import UpstreamRequest
+from tollway.providers.client import UpstreamClient, UpstreamStream
+from tollway.storage.responses import ResponseStore
+
+
+@dataclass(slots=True)
+class Prepared:
+    """Everything decided before the upstream call."""
+
+    req: CanonicalRequest
+    route: Route
+    upstream: UpstreamRequest
+    fidelity: Fidelity
+    request_id: str
+    response_id: str
+    created_at: int
+    timings: Timings
+    turn_input: list[Item]  # this turn's input items, with ids (stored for input_items)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """A finished exchange, metered and enriched."""
+
+    response: CanonicalResponse
+    cost: CostBreakdown
+    tollway: dict[str, Any]
+    model: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_tool_outputs(items: list[Item]) -> None:
+    """A function_call_output must answer an earlier function_call (checked by the gateway itself)."""
+    calls: set[str] = set()
+    for i, item in enumerate(items):
+        kind = item.get("type")
+        if kind == "function_call":
+            calls.add(item["call_id"])
+        elif kind == "function_call_output" and item["call_id"] not in calls:
+            raise GatewayError(
+                400,
+                f"No tool call found for function call output with call_id {item['call_id']!r}.",
+                param=f"input[{i}].call_id" if i < len(items) else "input",
+                code="invalid_value",
+            )
+
+
+def _check_allowed(req: CanonicalRequest, name: str) -> None:
+    allowed = req.tool_choice.allowed
+    if (allowed is not None and name not in allowed) or req.tool_choice.mode == "none":
+        raise GatewayError(
+            502,
+            f"the model called tool {name!r}, which tool_choice does not allow; the call was refused",
+            type="server_error",
+            code="tool_choice_violation",
+        )
+
+
+class Pipeline:
+    def __init__(
+        self,
+        resolver: ModelResolver,
+        client: UpstreamClient,
+        prices: PriceTable,
+        store: ResponseStore,
+        strict: bool = False,
+    ) -> None:
+        self.resolver = resolver
+        self.client = client
+        self.prices = prices
+        self.store = store
+        self.strict = strict
+
+    async def prepare(self, req: CanonicalRequest, request_id: str, started: float, strict: bool) -> Prepared:
+        route = self.resolver.resolve(req.model)
+        turn_input = assign_ids(req.input)
+        if req.previous_response_id is not None:
+            history = await self.store.conversation_items(req.previous_response_id)
+            if history is None:
+                raise GatewayError(
+                    404,
+                    f"Previous response with id '{req.previous_response_id}' not found.",
+                    type="not_found",
+                    code="previous_response_not_found",
+                    param="previous_response_id",
+                )
+            req.input = [*history, *turn_input]
+        _check_tool_outputs(req.input)
+        fidelity = Fidelity()
+        for name in req.extra:
+            fidelity.dropped.append(name)
+        upstream = route.adapter.build_request(req, route.model, route.provider, fidelity)
+        if (strict or self.strict) and (fidelity.dropped or fidelity.approximated):
+            fields = [*fidelity.dropped, *fidelity.approximated]
+            raise GatewayError(
+                400,
+                f"strict mode: provider {route.provider.name!r} cannot honour: {', '.join(fields)}",
+                code="fidelity_strict",
+                param=fields[0],
+            )
+        return Prepared(
+            req=req,
+            route=route,
+            upstream=upstream,
+            fidelity=fidelity,
+            request_id=request_id,
+            response_id=new_id("resp_"),
+            created_at=int(time.time()),
+            timings=Timings(started=started),
+            turn_input=turn_input,
+        )
+
+    async def complete(self, p: Prepared) -> Outcome:
+        p.timings.upstream_started = time.perf_counter()
+        body = await self.client.send(p.upstream, p.route.provider.name, p.route.adapter)
+        p.timings.upstream_ended = time.perf_counter()
+        try:
+            response = p.route.adapter.parse_response(body)
+        except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
+            raise GatewayError(502, f"{p.route.provider.name}: could not parse the provider's response ({exc})",
+                               type="server_error", code="upstream_invalid_response") from exc
+        for item in response.output:
+            if item.get("type") == "function_call":
+                _check_allowed(p.req, item["name"])
+        assign_ids(response.output)
+        return self.finish(p, response)
+
+    async def open_stream(self, p: Prepared) -> StreamRun:
+        p.timings.upstream_started = time.perf_counter()
+        upstream = await self.client.open_stream(p.upstream, p.route.provider.name, p.route.adapter)
+        return StreamRun(self, p, upstream)
+
+    def finish(self, p: Prepared, response: CanonicalResponse) -> Outcome:
+        """Meter and enrich a finished response (successful, incomplete or failed)."""
+        usage = response.usage
+        price = self.prices.lookup(p.route.provider.name, p.route.model)
+        cost = compute_cost(price, usage or Usage(), self.prices.version)
+        p.timings.ended = time.perf_counter()
+        if not p.timings.upstream_ended:
+            p.timings.upstream_ended = p.timings.ended
+        model = response.upstream_model or p.route.model
+        block = tollway_block(
+            request_id=p.request_id,
+            provider=p.route.provider.name,
+            model=model,
+            timings=p.timings,
+            cost=cost,
+            output=response.output,
+            usage=usage,
+            incomplete_reason=response.incomplete_reason,
+            fidelity=p.fidelity,
+        )
+        return Outcome(response=response, cost=cost, tollway=block, model=model)
+
+    def remember(self, p: Prepared, outcome: Outcome, resource: dict[str, Any]) -> None:
+        """Persist a finished response for previous_response_id (non-blocking)."""
+        if not p.req.store:
+            return
+        self.store.save(
+            p.response_id,
+            created_at=p.created_at,
+            model=outcome.model,
+            status=outcome.response.status,
+            previous_response_id=p.req.previous_response_id,
+            input_items=p.turn_input,
+            output_items=outcome.response.output,
+            resource=resource,
+        )
+
+
+class StreamRun:
+    """One upstream stream: yields provider deltas (already applied to ``assembler``)."""
+
+    def __init__(self, pipeline: Pipeline, prepared: Prepared, upstream: UpstreamStream) -> None:
+        self.pipeline = pipeline
+        self.prepared = prepared
+        self.upstream = upstream
+        self.assembler = OutputAssembler()
+        self.parser = prepared.route.adapter.stream_parser(prepared.req)
+
+    async def deltas(self) -> AsyncIterator[Delta]:
+        """Yield deltas; raise GatewayError for an upstream failure or a provider error event."""
+        apply = self.assembler.apply
+        req = self.prepared.req
+        provider = self.prepared.route.provider.name
+        try:
+            async for event, data in self.upstream.frames():
+                try:
+                    deltas = self.parser.feed(event, data)
+                except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
+                    raise GatewayError(502, f"{provider}: malformed stream event ({exc})", type="server_error",
+                                       code="upstream_invalid_response") from exc
+                for d in deltas:
+                    if isinstance(d, ToolCallStart):
+                        _check_allowed(req, d.name)
+                    apply(d)
+                    if isinstance(d, StreamError):
+                        raise GatewayError(502, f"{provider}: {d.message}", type=d.type, code=d.code)
+                    yield d
+            for d in self.parser.close():
+                apply(d)
+                if isinstance(d, StreamError):
+                    raise GatewayError(502, f"{provider}: {d.message}", type=d.type, code=d.code)
+                yield d
+        finally:
+            self.prepared.timings.upstream_ended = time.perf_counter()
+            self.upstream.close()
+
+    def outcome(self, failed: bool = False) -> Outcome:
+        response = self.assembler.result()
+        if failed:
+            response.status = "failed"
+        return self.pipeline.finish(self.prepared, response)
+
+    def close(self) -> None:
+        self.upstream.close()

@@ -1,0 +1,84 @@
+"""The process-wide runtime: everything built once at start-up and shared by every request."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from tollway.core.pipeline import Pipeline
+from tollway.core.routing import MOCK_PROVIDER, ModelResolver
+from tollway.metering.pricing import PriceTable
+from tollway.providers.base import Adapter, ProviderSettings
+from tollway.providers.client import UpstreamClient
+from tollway.providers.registry import adapter_for
+from tollway.settings import KNOWN_PROVIDERS, Settings
+from tollway.storage.responses import ResponseStore
+
+log = logging.getLogger("tollway")
+
+
+def provider_settings(settings: Settings) -> dict[str, ProviderSettings]:
+    out: dict[str, ProviderSettings] = {}
+    for name, cfg in settings.providers.items():
+        known = KNOWN_PROVIDERS.get(name, {})
+        kind = cfg.kind or known.get("kind", "openai_chat")
+        base_url = cfg.base_url or known.get("base_url")
+        if base_url is None:
+            raise ValueError(f"providers.{name}.base_url is required for a provider tollway does not know")
+        out[name] = ProviderSettings(
+            name=name,
+            kind=kind,
+            base_url=base_url.rstrip("/"),
+            api_key=cfg.api_key,
+            headers=dict(cfg.headers),
+            api_key_source=known.get("key_env", f"providers.{name}.api_key"),
+        )
+    return out
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    pipeline: Pipeline
+    store: ResponseStore
+    client: UpstreamClient
+    resolver: ModelResolver
+    mock_runner: web.AppRunner | None = None
+    started: list[str] = field(default_factory=list)
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Runtime:
+        providers = provider_settings(settings)
+        mock_runner = None
+        if settings.mock_enabled:
+            from tollway.mock.app import MockDefaults, bound_port
+            from tollway.mock.app import start as start_mock
+
+            mock_runner = await start_mock(
+                "127.0.0.1", 0, MockDefaults(chunks=settings.mock.chunks, delay_ms=settings.mock.delay_ms)
+            )
+            providers[MOCK_PROVIDER] = ProviderSettings(
+                name=MOCK_PROVIDER, kind="openai_responses",
+                base_url=f"http://127.0.0.1:{bound_port(mock_runner)}/v1", api_key="mock",
+            )
+            log.info("built-in mock model enabled", extra={"event": "mock_enabled"})
+        adapters: dict[str, Adapter] = {name: adapter_for(p.kind) for name, p in providers.items()}
+        prices = PriceTable.load({k: v.model_dump(exclude_none=True) for k, v in settings.prices.items()})
+        known = [m for name in providers for m in prices.provider_models(name)]
+        resolver = ModelResolver(providers, adapters, dict(settings.models), known)
+        t = settings.timeouts
+        client = UpstreamClient(t.connect, t.read, t.total)
+        await client.start()
+        store = ResponseStore(settings.database_url)
+        await store.start()
+        pipeline = Pipeline(resolver, client, prices, store, strict=settings.strict)
+        return cls(settings, pipeline, store, client, resolver, mock_runner)
+
+    async def stop(self) -> None:
+        await self.store.flush()
+        await self.store.close()
+        await self.client.close()
+        if self.mock_runner is not None:
+            await self.mock_runner.cleanup()

@@ -1,0 +1,200 @@
+"""Configuration: one YAML file (``--config``, else ``./tollway.yaml`` if present, else environment only),
+validated by pydantic models whose JSON Schema is published by ``tollway config schema``.
+
+Strings of the form ``os.environ/NAME`` anywhere in the YAML are replaced by that environment variable
+(missing → a config error naming the key). Providers also register from the environment alone:
+``OPENAI_API_KEY``/``OPENAI_BASE_URL`` and ``ANTHROPIC_API_KEY``/``ANTHROPIC_BASE_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_REF = "os.environ/"
+DEFAULT_CONFIG_FILE = "tollway.yaml"
+
+# Built-in defaults per well-known provider name: adapter kind, base URL, env vars.
+KNOWN_PROVIDERS: dict[str, dict[str, str]] = {
+    "openai": {
+        "kind": "openai_responses",
+        "base_url": "https://api.openai.com/v1",
+        "key_env": "OPENAI_API_KEY",
+        "url_env": "OPENAI_BASE_URL",
+    },
+    "anthropic": {
+        "kind": "anthropic",
+        "base_url": "https://api.anthropic.com/v1",
+        "key_env": "ANTHROPIC_API_KEY",
+        "url_env": "ANTHROPIC_BASE_URL",
+    },
+}
+
+AdapterKind = Literal["openai_responses", "openai_chat", "anthropic"]
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message names the file, the key and the reason."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProviderConfig(_Strict):
+    kind: AdapterKind | None = Field(
+        default=None, description="Adapter kind; defaults by provider name (openai, anthropic) else openai_chat."
+    )
+    api_key: str | None = Field(default=None, description="Credential; use os.environ/NAME to reference env.")
+    base_url: str | None = Field(default=None, description="API base URL including the version path (…/v1).")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream.")
+
+
+class PriceOverride(_Strict):
+    """USD per 1M tokens; any field left out falls back to the shipped table (or the input rate)."""
+
+    input: Decimal | None = None
+    cached_input: Decimal | None = None
+    cache_write: Decimal | None = None
+    output: Decimal | None = None
+    reasoning: Decimal | None = None
+
+    @field_validator("*")
+    @classmethod
+    def _non_negative(cls, v: Decimal | None) -> Decimal | None:
+        if v is not None and v < 0:
+            raise ValueError("price must be >= 0")
+        return v
+
+
+class Timeouts(_Strict):
+    connect: float = Field(default=10.0, gt=0, description="Seconds to connect to a provider.")
+    read: float = Field(default=300.0, gt=0, description="Seconds of silence allowed between upstream bytes.")
+    total: float = Field(default=900.0, gt=0, description="Seconds for a whole upstream exchange.")
+
+
+class MockConfig(_Strict):
+    enabled: bool | None = Field(
+        default=None, description="Serve the built-in `mock` model; default: on when no provider is configured."
+    )
+    chunks: int = Field(default=8, ge=1, description="Text deltas per streamed mock answer.")
+    delay_ms: float = Field(default=0.0, ge=0, description="Delay between streamed mock chunks.")
+
+
+class Settings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    database_url: str = Field(default="sqlite+aiosqlite:///./tollway.db", description="SQLite file or PostgreSQL.")
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Request body limit (413 above).")
+    strict: bool = Field(default=False, description="Fail requests that cannot be carried to the provider exactly.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: dict[str, str] = Field(
+        default_factory=dict,
+        description="Alias catalog: alias -> provider/model (e.g. fast: anthropic/claude-haiku-4-5).",
+    )
+    prices: dict[str, PriceOverride] = Field(
+        default_factory=dict, description="Per-model price overrides keyed provider/model, USD per 1M tokens."
+    )
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    mock: MockConfig = Field(default_factory=MockConfig)
+
+    @field_validator("models")
+    @classmethod
+    def _alias_targets(cls, v: dict[str, str]) -> dict[str, str]:
+        for alias, target in v.items():
+            if "/" not in target:
+                raise ValueError(f"alias {alias!r}: target {target!r} must be provider/model")
+        return v
+
+    @property
+    def mock_enabled(self) -> bool:
+        if self.mock.enabled is not None:
+            return self.mock.enabled
+        return not self.providers
+
+
+def _resolve_env_refs(value: Any, path: str, env: dict[str, str]) -> Any:
+    if isinstance(value, str) and value.startswith(ENV_REF):
+        name = value[len(ENV_REF) :]
+        if name not in env:
+            raise ConfigError(f"{path}: environment variable {name} is not set")
+        return env[name]
+    if isinstance(value, dict):
+        return {k: _resolve_env_refs(v, f"{path}.{k}" if path else str(k), env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env_refs(v, f"{path}[{i}]", env) for i, v in enumerate(value)]
+    return value
+
+
+def _apply_env(raw: dict[str, Any], env: dict[str, str]) -> None:
+    providers = raw.setdefault("providers", {})
+    if not isinstance(providers, dict):
+        return
+    for name, known in KNOWN_PROVIDERS.items():
+        key = env.get(known["key_env"])
+        url = env.get(known["url_env"])
+        if key is None and url is None:
+            continue
+        entry = providers.setdefault(name, {})
+        if isinstance(entry, dict):
+            if key is not None:
+                entry.setdefault("api_key", key)
+            if url is not None:
+                entry.setdefault("base_url", url)
+    if "DATABASE_URL" in env:
+        raw["database_url"] = env["DATABASE_URL"]
+    if env.get("TOLLWAY_STRICT", "").lower() in ("1", "true", "yes"):
+        raw["strict"] = True
+
+
+def _format_validation(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        lines.append(f"  {loc}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Load and validate configuration; raise :class:`ConfigError` with file, key and reason."""
+    env = dict(os.environ) if env is None else env
+    source = "environment"
+    raw: Any = {}
+    file = Path(path) if path is not None else None
+    if file is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        file = Path(DEFAULT_CONFIG_FILE)
+    if file is not None:
+        source = str(file)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read config file: {exc.strerror}") from exc
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: invalid YAML: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{file}: top level must be a mapping, got {type(raw).__name__}")
+        try:
+            raw = _resolve_env_refs(raw, "", env)
+        except ConfigError as exc:
+            raise ConfigError(f"{file}: {exc}") from exc
+    _apply_env(raw, env)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, source)) from exc
+
+
+def config_json_schema() -> dict[str, Any]:
+    schema = Settings.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "tollway configuration"
+    return schema
