@@ -73,7 +73,9 @@ def _int(body: dict[str, Any], key: str, lo: int, param: str | None = None) -> i
 
 def _text_part(part: Any, path: str, role: str) -> dict[str, Any]:
     if isinstance(part, str):
-        return {"type": "output_text" if role == "assistant" else "input_text", "text": part}
+        if role == "assistant":
+            return {"type": "output_text", "text": part, "annotations": []}
+        return {"type": "input_text", "text": part}
     if not isinstance(part, dict):
         raise invalid(f"Invalid content part at '{path}': expected an object, got {_type_name(part)}.", path,
                       "invalid_type")

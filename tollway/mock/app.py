@@ -1,0 +1,213 @@
+"""The mock upstream provider as an aiohttp application: routes, faults and the streaming plumbing.
+
+Routes: ``POST /v1/responses`` (OpenAI Responses), ``POST /v1/chat/completions`` (OpenAI Chat),
+``POST /v1/messages`` (Anthropic Messages), ``GET /v1/models`` (OpenAI list shape; Anthropic's when the
+request carries ``anthropic-version``) and ``GET /health``.
+
+Faults (``x-mock-scenario: fault=...`` or ``[mock:fault=...]`` in the last user text): ``429`` (with
+``retry-after: 2``), ``500``, ``529`` (Anthropic ``overloaded_error``; 503 on the OpenAI routes),
+``400`` (names ``param``, default the route's messages/input field), ``401``, ``slow_first_byte``
+(sleep ``delay_ms``, default 1 s, before the status line), ``disconnect`` (half the content deltas,
+then the connection is aborted; a JSON body is cut in half), ``malformed`` (an invalid JSON body /
+an unparseable SSE data line, then the stream ends) and ``stream_error`` (half the deltas, then the
+provider's in-stream error event; a 500 for non-streaming requests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tollway.mock import anthropic, openai_chat, openai_responses
+from tollway.mock.scenario import MockDefaults, RequestInvalid, Script, make_script
+from tollway.mock.wire import ErrorKind, StreamPlan, Wire
+
+__all__ = ["MockDefaults", "bound_port", "create_app", "run", "start"]
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+_SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+_HTTP_FAULTS: dict[str, ErrorKind] = {
+    "400": "invalid",
+    "401": "auth",
+    "429": "rate_limit",
+    "500": "server",
+    "529": "overloaded",
+}
+_DEFAULTS_KEY = web.AppKey("mock_defaults", MockDefaults)
+_MAX_BODY = 64 * 1024 * 1024
+
+
+def _error_response(
+    wire: Wire, kind: ErrorKind, message: str | None, param: str | None, code: str | None
+) -> web.Response:
+    status, body = wire.error(kind, message, param, code)
+    headers = dict(_JSON_HEADERS)
+    if kind == "rate_limit":
+        headers["retry-after"] = "2"
+    return web.Response(status=status, body=body, headers=headers)
+
+
+def _cut(plan: StreamPlan) -> int:
+    """Where a faulty stream stops: after about half of its content deltas (at least one)."""
+    deltas = plan.deltas
+    if not deltas:
+        return max(len(plan.frames) - 1, 0)
+    k = (len(deltas) + 1) // 2
+    return deltas[k] if k < len(deltas) else deltas[-1] + 1
+
+
+def _abort(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+
+
+async def _stream(
+    request: web.Request, wire: Wire, script: Script, data: dict[str, Any]
+) -> web.StreamResponse:
+    plan = wire.render_stream(script, data)
+    frames = plan.frames
+    fault = script.fault
+    end = _cut(plan) if fault in ("disconnect", "stream_error", "malformed") else len(frames)
+    resp = web.StreamResponse(headers=_SSE_HEADERS)
+    await resp.prepare(request)
+    delay = script.delay
+    if delay > 0 and plan.deltas:
+        pauses = set(plan.deltas[1:])
+        for i in range(end):
+            if i in pauses:
+                await asyncio.sleep(delay)
+            await resp.write(frames[i])
+    else:
+        for i in range(end):
+            await resp.write(frames[i])
+    if fault == "disconnect":
+        _abort(request)
+        return resp
+    if fault == "stream_error":
+        await resp.write(wire.stream_error(end))
+    elif fault == "malformed":
+        await resp.write(wire.malformed_frame)
+    await resp.write_eof()
+    return resp
+
+
+async def _json(request: web.Request, wire: Wire, script: Script, data: dict[str, Any]) -> web.StreamResponse:
+    fault = script.fault
+    if fault == "malformed":
+        return web.Response(body=wire.malformed_json, headers=_JSON_HEADERS)
+    if fault == "stream_error":
+        return _error_response(wire, "server", None, None, None)
+    body = wire.render_json(script, data)
+    if script.delay > 0:
+        # a non-streaming answer takes as long as the stream would have
+        pieces = len(script.reasoning_pieces) + len(script.text_pieces)
+        pieces += sum(len(call.argument_pieces) for call in script.tool_calls)
+        if pieces > 1:
+            await asyncio.sleep(script.delay * (pieces - 1))
+    if fault == "disconnect":
+        resp = web.StreamResponse(headers=_JSON_HEADERS)
+        resp.content_length = len(body)
+        await resp.prepare(request)
+        await resp.write(body[: len(body) // 2])
+        _abort(request)
+        return resp
+    return web.Response(body=body, headers=_JSON_HEADERS)
+
+
+def _handler(wire: Wire) -> Any:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        defaults = request.app[_DEFAULTS_KEY]
+        raw = await request.read()
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            message = "We could not parse the JSON body of your request. (HINT: send a JSON object.)"
+            return _error_response(wire, "invalid", message, None, None)
+        try:
+            script = make_script(wire.parse(data), request.headers.get("x-mock-scenario"), defaults)
+        except RequestInvalid as exc:
+            return _error_response(wire, "invalid", exc.message, exc.param, exc.code)
+        if script.first_byte > 0:
+            await asyncio.sleep(script.first_byte)
+        kind = _HTTP_FAULTS.get(script.fault or "")
+        if kind is not None:
+            param = (script.param or wire.default_param) if kind == "invalid" else None
+            return _error_response(wire, kind, None, param, None)
+        if script.stream:
+            return await _stream(request, wire, script, data)
+        return await _json(request, wire, script, data)
+
+    return handle
+
+
+def _models_bodies(models: tuple[str, ...]) -> tuple[bytes, bytes]:
+    openai = {
+        "object": "list",
+        "data": [{"id": m, "object": "model", "created": 0, "owned_by": "tollway-mock"} for m in models],
+    }
+    anthropic_ = {
+        "data": [
+            {"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"}
+            for m in models
+        ],
+        "has_more": False,
+        "first_id": models[0] if models else None,
+        "last_id": models[-1] if models else None,
+    }
+    return orjson.dumps(openai), orjson.dumps(anthropic_)
+
+
+def create_app(defaults: MockDefaults | None = None) -> web.Application:
+    """The mock provider application; ``defaults`` sets chunking and delays for every request."""
+    defaults = defaults or MockDefaults()
+    app = web.Application(client_max_size=_MAX_BODY)
+    app[_DEFAULTS_KEY] = defaults
+    openai_models, anthropic_models = _models_bodies(defaults.models)
+    health = orjson.dumps({"status": "ok"})
+
+    async def models(request: web.Request) -> web.Response:
+        body = anthropic_models if "anthropic-version" in request.headers else openai_models
+        return web.Response(body=body, headers=_JSON_HEADERS)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(body=health, headers=_JSON_HEADERS)
+
+    app.router.add_post("/v1/responses", _handler(openai_responses.WIRE))
+    app.router.add_post("/v1/chat/completions", _handler(openai_chat.WIRE))
+    app.router.add_post("/v1/messages", _handler(anthropic.WIRE))
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/health", healthz)
+    return app
+
+
+async def start(host: str, port: int, defaults: MockDefaults | None = None) -> web.AppRunner:
+    """Serve the mock on ``host:port`` (``port=0``: any free port, see :func:`bound_port`). The caller
+    stops it with ``await runner.cleanup()``."""
+    runner = web.AppRunner(create_app(defaults), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The TCP port the runner's first site listens on."""
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    raise RuntimeError("the mock runner has no TCP site")
+
+
+async def run(host: str, port: int, defaults: MockDefaults | None = None) -> None:
+    """Serve the mock until cancelled (``tollway mock``)."""
+    runner = await start(host, port, defaults)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
