@@ -91,9 +91,14 @@ class Gateway:
                 raise GatewayError(503, "gateway is starting", type="server_error", code="not_ready")
             await handler(self.runtime, req)
         except GatewayError as err:
-            if err.status == 499:
+            if err.status == 499 or scope.get("tollway.responded"):
                 return
             await send_error(send, err)
+        except Exception:  # the error boundary: log with context, answer in the envelope, never crash
+            log.exception("unhandled error", extra={"request_id": req.request_id, "path": scope["path"]})
+            if not scope.get("tollway.responded"):
+                await send_error(send, GatewayError(500, "internal gateway error; see logs for request id "
+                                                    + req.request_id, type="server_error", code="internal_error"))
 
 
 def create_app(settings: Settings) -> RequestIdMiddleware:

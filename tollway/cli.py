@@ -51,7 +51,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"tollway {__version__} listening on http://{settings.host}:{settings.port} "
           f"({settings.workers} worker{'s' if settings.workers > 1 else ''})", file=sys.stderr)
     common = {"host": settings.host, "port": settings.port, "loop": "uvloop", "http": "httptools",
-              "access_log": False, "log_config": None, "lifespan": "on", "timeout_graceful_shutdown": 10}
+              "access_log": False, "log_config": None, "lifespan": "on", "timeout_graceful_shutdown": 10,
+              "proxy_headers": False, "server_header": False}
     if settings.workers > 1:
         if args.host or args.port:
             os.environ.setdefault(CONFIG_ENV, os.path.abspath(args.config) if args.config else "")

@@ -20,7 +20,7 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         for k, v in record.__dict__.items():
-            if k not in _STANDARD:
+            if k not in _STANDARD and k != "color_message":
                 out[k] = v
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)

@@ -55,7 +55,7 @@ async def test_chat_n_greater_than_one_rejected(gateway: str) -> None:
 
 @pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-sonnet-4-5", "chatty"])
 async def test_chat_stream_with_usage(gateway: str, model: str) -> None:
-    status, headers, raw = await post_stream(f"{gateway}/v1/chat/completions", {
+    status, _, raw = await post_stream(f"{gateway}/v1/chat/completions", {
         "model": model, "stream": True, "stream_options": {"include_usage": True},
         "messages": [{"role": "user", "content": "[mock:chunks=4] hi there"}]})
     assert status == 200, raw[:300]
@@ -74,6 +74,7 @@ async def test_chat_stream_tool_calls(gateway: str) -> None:
     status, _, raw = await post_stream(f"{gateway}/v1/chat/completions", {
         "model": "claude-sonnet-4-5", "stream": True, "tools": TOOLS,
         "messages": [{"role": "user", "content": "weather"}]})
+    assert status == 200
     chunks, done = parse_frames(raw)
     assert done
     calls = [tc for c in chunks if c["choices"] for tc in c["choices"][0]["delta"].get("tool_calls") or []]

@@ -21,7 +21,7 @@ async def post(url: str, body: Any, headers: dict[str, str] | None = None) -> tu
 
 
 async def create(gateway: str, **body: Any) -> dict[str, Any]:
-    status, headers, data = await post(f"{gateway}/v1/responses", body)
+    status, _, data = await post(f"{gateway}/v1/responses", body)
     assert status == 200, data
     validate_resource(data)
     return data
@@ -83,7 +83,8 @@ async def test_system_prompt_and_multiturn(gateway: str) -> None:
 
 
 async def test_image_input(gateway: str) -> None:
-    img = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    img = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ"
+           "AAAABJRU5ErkJggg==")
     for model in ("gpt-4o-mini", "claude-sonnet-4-5"):
         data = await create(gateway, model=model, input=[{"role": "user", "content": [
             {"type": "input_text", "text": "describe"}, {"type": "input_image", "image_url": img}]}])

@@ -107,13 +107,23 @@ async def test_thinking_json_stream_and_signature_round_trip(client: Client) -> 
     assert data["content"][1]["text"] == "echo: more"
 
     bad = dict(thinking, signature="sig_" + "0" * 40)
-    err = await post(client, {**body, "messages": [history[0], {"role": "assistant", "content": [bad]}, history[2]]}, 400)
+    err = await post(
+        client, {**body, "messages": [history[0], {"role": "assistant", "content": [bad]}, history[2]]}, 400
+    )
     assert err["type"] == "error" and err["error"]["type"] == "invalid_request_error"
     assert "messages.1.content.0" in err["error"]["message"]
     foreign = dict(thinking, signature="EqEECkYICxgCKkAo3UA4")
-    await post(client, {**body, "messages": [history[0], {"role": "assistant", "content": [foreign]}, history[2]]}, 400)
+    await post(
+        client,
+        {**body, "messages": [history[0], {"role": "assistant", "content": [foreign]}, history[2]]},
+        400,
+    )
     redacted = {"type": "redacted_thinking", "data": "abc"}
-    await post(client, {**body, "messages": [history[0], {"role": "assistant", "content": [redacted]}, history[2]]}, 400)
+    await post(
+        client,
+        {**body, "messages": [history[0], {"role": "assistant", "content": [redacted]}, history[2]]},
+        400,
+    )
 
 
 async def test_tool_use_json_and_stream(client: Client) -> None:
@@ -125,10 +135,15 @@ async def test_tool_use_json_and_stream(client: Client) -> None:
 
     evs = await stream(client, {"model": "m", "messages": user("do parallel"), "tools": TOOLS})
     starts = [e["content_block"] for e in evs if e["type"] == "content_block_start"]
-    assert [(s["type"], s["name"], s["input"]) for s in starts] == [("tool_use", "lookup", {}), ("tool_use", "search", {})]
+    assert [(s["type"], s["name"], s["input"]) for s in starts] == [
+        ("tool_use", "lookup", {}),
+        ("tool_use", "search", {}),
+    ]
     for index in (0, 1):
         partial = "".join(
-            e["delta"]["partial_json"] for e in evs if e["type"] == "content_block_delta" and e["index"] == index
+            e["delta"]["partial_json"]
+            for e in evs
+            if e["type"] == "content_block_delta" and e["index"] == index
         )
         assert orjson.loads(partial) == {"input": "do parallel"}
     assert evs[-2]["delta"]["stop_reason"] == "tool_use"

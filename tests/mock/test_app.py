@@ -100,7 +100,9 @@ async def test_fault_400_names_param(client: Client) -> None:
 async def test_chunk_count_is_exact(client: Client, route: str, chunks: int) -> None:
     for text in ("hi", "a much longer question with many many words in it than seven"):
         resp = await client.post(
-            PATHS[route], json=body_for(route, text, stream=True), headers={"x-mock-scenario": f"chunks={chunks}"}
+            PATHS[route],
+            json=body_for(route, text, stream=True),
+            headers={"x-mock-scenario": f"chunks={chunks}"},
         )
         deltas = text_deltas(route, await resp.read())
         assert len(deltas) == chunks  # pieces are grouped, or the text padded, to exactly N
@@ -122,7 +124,9 @@ async def test_chunks_from_defaults_and_directive() -> None:
 async def test_delay_between_chunks(client: Client, route: str) -> None:
     start_at = time.monotonic()
     resp = await client.post(
-        PATHS[route], json=body_for(route, "x", stream=True), headers={"x-mock-scenario": "chunks=6,delay_ms=20"}
+        PATHS[route],
+        json=body_for(route, "x", stream=True),
+        headers={"x-mock-scenario": "chunks=6,delay_ms=20"},
     )
     assert len(text_deltas(route, await resp.read())) == 6
     assert time.monotonic() - start_at >= 0.1  # 5 gaps of 20 ms
@@ -162,7 +166,9 @@ async def read_until_broken(resp: aiohttp.ClientResponse) -> bytes:
 @pytest.mark.parametrize("route", ROUTES)
 async def test_disconnect_mid_stream(client: Client, route: str) -> None:
     body = body_for(route, "x", stream=True)
-    async with client.post(PATHS[route], json=body, headers={"x-mock-scenario": "fault=disconnect,chunks=8"}) as resp:
+    async with client.post(
+        PATHS[route], json=body, headers={"x-mock-scenario": "fault=disconnect,chunks=8"}
+    ) as resp:
         assert resp.status == 200
         got = await read_until_broken(resp)
     blocks = [b for b in got.decode().split("\n\n") if b]
@@ -196,14 +202,18 @@ async def test_malformed(client: Client, route: str) -> None:
 
 async def test_stream_error_events(client: Client) -> None:
     scenario = {"x-mock-scenario": "fault=stream_error,chunks=6"}
-    resp = await client.post(PATHS["responses"], json=body_for("responses", "x", stream=True), headers=scenario)
+    resp = await client.post(
+        PATHS["responses"], json=body_for("responses", "x", stream=True), headers=scenario
+    )
     evs = events(await resp.read())
     assert evs[-1]["type"] == "error" and evs[-1]["code"] == "server_error"
     assert evs[-1]["sequence_number"] == len(evs) - 1
     check_openai("ResponseErrorEvent", evs[-1])
     assert len([e for e in evs if e["type"] == "response.output_text.delta"]) == 3
 
-    resp = await client.post(PATHS["anthropic"], json=body_for("anthropic", "x", stream=True), headers=scenario)
+    resp = await client.post(
+        PATHS["anthropic"], json=body_for("anthropic", "x", stream=True), headers=scenario
+    )
     evs = events(await resp.read())
     assert evs[-1] == {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
     assert "message_stop" not in [e["type"] for e in evs]
@@ -224,7 +234,9 @@ async def test_stream_error_without_stream_is_500(client: Client, route: str) ->
 
 @pytest.mark.parametrize("route", ROUTES)
 async def test_bad_scenario_is_400(client: Client, route: str) -> None:
-    resp = await client.post(PATHS[route], json=body_for(route, "x"), headers={"x-mock-scenario": "fault=teapot"})
+    resp = await client.post(
+        PATHS[route], json=body_for(route, "x"), headers={"x-mock-scenario": "fault=teapot"}
+    )
     assert resp.status == 400
     error = check_error(route, resp.status, await resp.json())
     assert "teapot" in error["message"]

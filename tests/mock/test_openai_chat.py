@@ -49,7 +49,10 @@ async def test_text_json(client: Client) -> None:
         "model": "gpt-4o-mini",
         "messages": [
             {"role": "system", "content": "be nice"},
-            {"role": "user", "content": [{"type": "text", "text": "hello"}, {"type": "text", "text": "world"}]},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "hello"}, {"type": "text", "text": "world"}],
+            },
         ],
     }
     data = await post(client, body)

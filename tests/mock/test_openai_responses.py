@@ -12,7 +12,13 @@ from tests.mock.wire_schemas import check_openai, check_responses_event
 Client = TestClient[web.Request, web.Application]
 TOOLS = [
     {"type": "function", "name": "lookup", "parameters": {"type": "object"}},
-    {"type": "function", "name": "search", "description": "s", "parameters": {"type": "object"}, "strict": False},
+    {
+        "type": "function",
+        "name": "search",
+        "description": "s",
+        "parameters": {"type": "object"},
+        "strict": False,
+    },
 ]
 
 
@@ -131,7 +137,9 @@ async def test_parallel_and_tool_choice(client: Client) -> None:
     data = await post(client, {"model": "m", "input": "x", "tools": TOOLS, "tool_choice": allowed})
     assert [o["name"] for o in data["output"]] == ["search"]
     err = await post(
-        client, {"model": "m", "input": "x", "tools": TOOLS, "tool_choice": {"type": "function", "name": "nope"}}, 400
+        client,
+        {"model": "m", "input": "x", "tools": TOOLS, "tool_choice": {"type": "function", "name": "nope"}},
+        400,
     )
     assert err["error"]["param"] == "tool_choice"
 
@@ -144,7 +152,12 @@ async def test_tool_result_answer(client: Client) -> None:
             "tools": TOOLS,
             "input": [
                 {"role": "user", "content": "weather?"},
-                {"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": '{"input":"weather?"}'},
+                {
+                    "type": "function_call",
+                    "call_id": "c1",
+                    "name": "lookup",
+                    "arguments": '{"input":"weather?"}',
+                },
                 {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
             ],
         },
@@ -167,7 +180,12 @@ async def test_reasoning_summary_with_state_round_trip(client: Client) -> None:
     assert data["usage"]["output_tokens"] == 4 + 3
     assert message["content"][0]["text"] == "echo: why sky"
 
-    follow_up = [{"role": "user", "content": "why sky"}, reasoning, message, {"role": "user", "content": "more"}]
+    follow_up = [
+        {"role": "user", "content": "why sky"},
+        reasoning,
+        message,
+        {"role": "user", "content": "more"},
+    ]
     data = await post(client, {**body, "input": follow_up})
     assert data["output"][1]["content"][0]["text"] == "echo: more"
 
@@ -201,7 +219,7 @@ async def test_reasoning_stream_summary_and_raw_text(client: Client) -> None:
     evs = await stream(client, {"model": "m", "input": "why", "reasoning": {"effort": "low"}})
     raw = [e for e in evs if e["type"] == "response.reasoning_text.delta"]
     assert "".join(e["delta"] for e in raw) == "thinking about: why"
-    done = [e for e in evs if e["type"] == "response.output_item.done"][0]
+    done = next(e for e in evs if e["type"] == "response.output_item.done")
     assert done["item"]["content"] == [{"type": "reasoning_text", "text": "thinking about: why"}]
     assert done["item"]["summary"] == []
 

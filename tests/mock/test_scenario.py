@@ -129,9 +129,13 @@ def test_tool_calls_single_parallel_and_result() -> None:
     assert s.output_tokens == 2 * count_words('{"input":"do it in parallel"}')
     again = make_script(ask, None, DEFAULTS)
     assert again.tool_calls[0].digest == s.tool_calls[0].digest  # deterministic
-    serial = make_script(Ask(model="m", user_text="parallel", tools=["a", "b"], parallel=False), None, DEFAULTS)
+    serial = make_script(
+        Ask(model="m", user_text="parallel", tools=["a", "b"], parallel=False), None, DEFAULTS
+    )
     assert [c.name for c in serial.tool_calls] == ["a"]
-    answered = make_script(Ask(model="m", user_text="q", tools=["a"], tool_outputs=["1", "2"]), None, DEFAULTS)
+    answered = make_script(
+        Ask(model="m", user_text="q", tools=["a"], tool_outputs=["1", "2"]), None, DEFAULTS
+    )
     assert answered.tool_calls == [] and answered.text == "tool said: 1; 2"
 
 

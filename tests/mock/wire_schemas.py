@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -35,8 +35,9 @@ def _nullable(node: Any) -> Any:
 def _openapi_registry() -> Registry[Any]:
     doc = yaml.load(OPENAPI.read_text(), Loader=yaml.CSafeLoader)
     doc = _nullable(doc)
-    resource = Resource.from_contents(doc, default_specification=DRAFT202012)
-    return Registry().with_resource("urn:openai", resource)
+    resource: Resource[Any] = Resource.from_contents(doc, default_specification=DRAFT202012)
+    registry: Registry[Any] = Registry().with_resource("urn:openai", resource)
+    return registry
 
 
 @cache

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 from tollway.core.types import Item
 from tollway.storage.engine import create_engine
-from tollway.storage.errors import StoreBacklogFullError
+from tollway.storage.errors import StorageUnavailableError, StoreBacklogFullError
 from tollway.storage.models import StoredResponseRow
 from tollway.storage.responses import ResponseStore, StoredResponse
 from tollway.storage.urls import sqlite_database_path
@@ -372,6 +372,29 @@ async def test_ping_false_quickly_on_dead_database(dead: str, tmp_path: Path) ->
             server.close()
 
 
+async def test_reads_on_dead_database_raise_storage_unavailable(caplog: pytest.LogCaptureFixture) -> None:
+    store = ResponseStore(f"postgresql://postgres@127.0.0.1:{_free_port()}/test")
+    await store.start()
+    try:
+        for operation in (
+            store.get("resp_x"),
+            store.delete("resp_x"),
+            store.conversation_items("resp_x"),
+            store.input_items("resp_x"),
+        ):
+            with pytest.raises(StorageUnavailableError) as raised:
+                await operation
+            assert raised.value.status == 503 and raised.value.code == "storage_unavailable"
+        operations = [getattr(r, "operation") for r in _events(caplog, "storage.operation_failed")]  # noqa: B009
+        assert operations == ["get", "delete", "conversation", "input_items"]
+        # Pending rows are still served while the database is down.
+        _save_turn(store, "resp_pending", None, [_message("m", "user", "q")], [])
+        assert await store.get("resp_pending") is not None
+        assert await store.conversation_items("resp_pending") is not None
+    finally:
+        await store.close(timeout=0.2)
+
+
 async def test_ping_false_before_start() -> None:
     assert await ResponseStore("sqlite:///unused.db").ping() is False
 
@@ -495,15 +518,25 @@ async def test_row_the_database_rejects_is_quarantined(
     assert await other.get(bad) is not None
 
 
-async def test_nul_character_is_stored_or_quarantined_never_blocks(store: ResponseStore) -> None:
-    """PostgreSQL JSONB rejects \\u0000; SQLite accepts it. Either way the queue keeps moving."""
+async def test_nul_character_is_stored_or_quarantined_never_blocks(
+    store: ResponseStore, make_store: MakeStore, migrated_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL JSONB rejects \\u0000 (the row is quarantined: served from memory only); SQLite stores
+    it. Either way the queue keeps moving."""
     rid, after = _rid(), _rid()
     _save_turn(store, rid, None, [_message("m", "user", "nul \x00 byte")], [])
     _save_turn(store, after, None, [], [])
     await store.flush(timeout=10)
     got = await store.get(rid)
     assert got is not None and got.input_items[0]["content"][0]["text"] == "nul \x00 byte"
-    assert await store.get(after) is not None
+    other = await _started(make_store)
+    assert await other.get(after) is not None
+    persisted = await other.get(rid)
+    if migrated_url.startswith("sqlite"):
+        assert persisted == got
+    else:
+        assert persisted is None
+        assert _events(caplog, "storage.row_quarantined")
 
 
 async def test_backlog_bound(caplog: pytest.LogCaptureFixture) -> None:

@@ -35,6 +35,7 @@ class RequestIdMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid)]
+                scope["tollway.responded"] = True
             await send(message)
 
         await self.app(scope, receive, send_with_id)  # type: ignore[operator]

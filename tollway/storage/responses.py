@@ -332,8 +332,8 @@ class ResponseStore:
                     yield connection
         except DB_ERRORS as exc:
             logger.warning(
-                "database read failed",
-                extra={"event": "storage.read_failed", "operation": operation, "error": describe(exc)},
+                "database operation failed",
+                extra={"event": "storage.operation_failed", "operation": operation, "error": describe(exc)},
             )
             raise StorageUnavailableError(operation) from exc
 

@@ -1,0 +1,55 @@
+"""The ASGI app's routing and error boundary, driven directly (no server)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from tollway import app as app_module
+from tollway.app import Gateway, _match
+from tollway.middleware.request_id import RequestIdMiddleware
+from tollway.settings import Settings
+
+
+async def call(asgi: Any, method: str, path: str) -> tuple[int, dict[bytes, bytes], Any]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(msg: dict[str, Any]) -> None:
+        sent.append(msg)
+
+    scope = {"type": "http", "method": method, "path": path, "headers": [], "query_string": b""}
+    await asgi(scope, receive, send)
+    return sent[0]["status"], dict(sent[0]["headers"]), orjson.loads(sent[1]["body"])
+
+
+def test_match_routes() -> None:
+    params: dict[str, str] = {}
+    assert _match("GET", "/v1/responses/resp_1/input_items", params) is not None and params == {"id": "resp_1"}
+    assert _match("DELETE", "/v1/responses/resp_1", {}) is not None
+    assert _match("POST", "/v1/responses/resp_1", {}) is None
+    assert _match("GET", "/v1/responses/a/b", {}) is None
+
+
+async def test_unexpected_error_becomes_500_envelope(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def boom(rt: Any, req: Any) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setitem(app_module.ROUTES, ("GET", "/boom"), boom)
+    gw = Gateway(Settings())
+    gw.runtime = object()  # type: ignore[assignment]
+    status, headers, body = await call(RequestIdMiddleware(gw), "GET", "/boom")
+    assert status == 500 and body["error"]["code"] == "internal_error"
+    assert headers[b"x-request-id"].decode() in body["error"]["message"]
+
+
+async def test_not_ready_and_method_not_allowed() -> None:
+    gw = Gateway(Settings())
+    status, _, body = await call(gw, "GET", "/health/live")
+    assert status == 503 and body["error"]["code"] == "not_ready"
+    status, _, body = await call(gw, "PUT", "/v1/responses")
+    assert status == 405
