@@ -77,8 +77,7 @@ class Runtime:
         return cls(settings, pipeline, store, client, resolver, mock_runner)
 
     async def stop(self) -> None:
-        await self.store.flush()
-        await self.store.close()
+        await self.store.close(timeout=10.0)  # writes the backlog, bounded even when the DB is down
         await self.client.close()
         if self.mock_runner is not None:
             await self.mock_runner.cleanup()

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
 import time
 from typing import Any
 
@@ -12,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests.mock.sse import events, frames
 from tests.mock.wire_schemas import check_anthropic, check_openai
 from tollway.mock import MockDefaults, bound_port, create_app, start
+from tollway.mock.app import run
 
 Client = TestClient[web.Request, web.Application]
 ROUTES = ["responses", "chat", "anthropic"]
@@ -267,3 +271,38 @@ async def test_start_on_port_zero() -> None:
                 assert (await resp.json())["choices"][0]["message"]["content"] == "echo: over tcp"
     finally:
         await runner.cleanup()
+
+
+async def test_repeated_requests_get_fresh_ids(client: Client) -> None:
+    body = body_for("responses", "same [mock:chunks=2]")
+    first = await (await client.post(PATHS["responses"], json=body)).json()
+    second = await (await client.post(PATHS["responses"], json=body)).json()
+    assert first["id"] != second["id"]
+    assert first["output"][0]["id"] != second["output"][0]["id"]
+    assert first["output"][0]["content"] == second["output"][0]["content"]
+    resp = await client.post(PATHS["responses"], json=body, headers={"x-mock-scenario": "fault=500"})
+    assert resp.status == 500  # the same body with another scenario header is not served from the memo
+
+
+async def test_run_serves_until_cancelled() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    task = asyncio.create_task(run("127.0.0.1", port))
+    url = f"http://127.0.0.1:{port}/health"
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):
+            try:
+                async with session.get(url) as resp:
+                    assert resp.status == 200
+                    break
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("mock did not start")
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with pytest.raises(aiohttp.ClientConnectionError):
+            async with aiohttp.ClientSession() as fresh, fresh.get(url):
+                pass

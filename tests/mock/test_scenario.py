@@ -36,7 +36,10 @@ def test_split_pieces_groups_into_exactly_n() -> None:
     assert split_pieces("a b", 5) == ["a ", "b"]
 
 
-@given(st.text(alphabet=st.sampled_from("ab \n\t"), max_size=60), st.integers(min_value=1, max_value=30))
+@given(
+    st.text(alphabet=st.sampled_from("ab \n\t\u00a0\u3000é"), max_size=60),
+    st.integers(min_value=1, max_value=30),
+)
 def test_split_pieces_properties(text: str, n: int) -> None:
     pieces = split_pieces(text, n)
     assert "".join(pieces) == text
@@ -78,7 +81,9 @@ def test_echo_and_token_counts() -> None:
     ask = Ask(model="m", user_text="hello big world", input_words=5)
     s = make_script(ask, None, DEFAULTS)
     assert s.text == "echo: hello big world"
-    assert s.text_pieces == ["echo: ", "hello ", "big ", "world"]
+    assert s.text_pieces == []  # only streams are split into deltas
+    streamed = make_script(Ask(model="m", user_text="hello big world", stream=True), None, DEFAULTS)
+    assert streamed.text_pieces == ["echo: ", "hello ", "big ", "world"]
     assert (s.input_tokens, s.output_tokens, s.cached_tokens, s.reasoning_tokens) == (5, 4, 0, 0)
     assert not s.incomplete and s.tool_calls == []
 

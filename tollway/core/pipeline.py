@@ -9,6 +9,7 @@ and :meth:`Pipeline.finish`; the doors never talk to providers themselves.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from tollway.metering.pricing import PriceTable
 from tollway.providers.base import UpstreamRequest
 from tollway.providers.client import UpstreamClient, UpstreamStream
 from tollway.storage.responses import ResponseStore
+
+log = logging.getLogger("tollway.pipeline")
 
 
 @dataclass(slots=True)
@@ -107,6 +110,9 @@ class Pipeline:
 
     async def prepare(self, req: CanonicalRequest, request_id: str, started: float, strict: bool) -> Prepared:
         route = self.resolver.resolve(req.model)
+        if req.store and not self.store.has_capacity():
+            raise GatewayError(503, "response storage is unavailable and its backlog is full; retry later or send "
+                               "store: false", type="server_error", code="storage_unavailable")
         turn_input = assign_ids(req.input)
         if req.previous_response_id is not None:
             history = await self.store.conversation_items(req.previous_response_id)
@@ -190,16 +196,20 @@ class Pipeline:
         """Persist a finished response for previous_response_id (non-blocking)."""
         if not p.req.store:
             return
-        self.store.save(
-            p.response_id,
-            created_at=p.created_at,
-            model=outcome.model,
-            status=outcome.response.status,
-            previous_response_id=p.req.previous_response_id,
-            input_items=p.turn_input,
-            output_items=outcome.response.output,
-            resource=resource,
-        )
+        try:
+            self.store.save(
+                p.response_id,
+                created_at=p.created_at,
+                model=outcome.model,
+                status=outcome.response.status,
+                previous_response_id=p.req.previous_response_id,
+                input_items=p.turn_input,
+                output_items=outcome.response.output,
+                resource=resource,
+            )
+        except (GatewayError, TypeError) as exc:  # backlog filled since prepare(), or an unencodable value
+            log.error("response not stored", extra={"request_id": p.request_id, "response_id": p.response_id,
+                                                    "error": str(exc)})
 
 
 class StreamRun:

@@ -108,6 +108,7 @@ class Script:
     stream: bool
     user_text: str  # directives removed
     reasoning: str | None = None
+    # the *_pieces lists (what each content delta carries) are only filled for streaming scripts
     reasoning_pieces: list[str] = field(default_factory=list)
     text: str | None = None
     text_pieces: list[str] = field(default_factory=list)
@@ -283,7 +284,8 @@ def make_script(ask: Ask, header: str | None, defaults: MockDefaults) -> Script:
             reasoning_words = count_words(reasoning)
             script.incomplete = True
         script.reasoning = reasoning
-        script.reasoning_pieces = split_pieces(reasoning)
+        if ask.stream:
+            script.reasoning_pieces = split_pieces(reasoning)
         script.reasoning_tokens = reasoning_words
     output_words = reasoning_words
 
@@ -293,7 +295,7 @@ def make_script(ask: Ask, header: str | None, defaults: MockDefaults) -> Script:
         names = ask.tools[:2] if ask.parallel and "parallel" in text.lower() else ask.tools[:1]
         arguments = orjson.dumps({"input": text}).decode()
         for name in names:
-            pieces = split_pieces(arguments)
+            pieces = split_pieces(arguments) if ask.stream else []
             script.tool_calls.append(ToolCall(digest(name, text), name, arguments, pieces))
             output_words += count_words(arguments)
     else:
@@ -307,7 +309,8 @@ def make_script(ask: Ask, header: str | None, defaults: MockDefaults) -> Script:
             script.incomplete = True
         if body:
             script.text = body
-            script.text_pieces = split_pieces(body, chunks)
+            if ask.stream:
+                script.text_pieces = split_pieces(body, chunks)
         output_words += words
     script.output_tokens = output_words
     return script

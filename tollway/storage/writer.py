@@ -196,15 +196,16 @@ class BatchWriter:
 
     async def close(self, timeout: float = 10.0) -> None:
         """Stop accepting rows, write the backlog (up to ``timeout`` seconds), stop the task."""
+        if self._closing:
+            return
         self._closing = True
         self._wake.set()
         task, self._task = self._task, None
-        if task is None:
-            return
-        _done, not_done = await asyncio.wait({task}, timeout=timeout)
-        if not_done:
-            task.cancel()
-            await asyncio.wait({task})
+        if task is not None:
+            _done, not_done = await asyncio.wait({task}, timeout=timeout)
+            if not_done:
+                task.cancel()
+                await asyncio.wait({task})
         unwritten = sum(1 for row in self._pending.values() if not row.quarantined)
         if unwritten:
             logger.error(
@@ -221,10 +222,10 @@ class BatchWriter:
         self._task.add_done_callback(self._on_task_done)
 
     def _on_task_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or self._closing or task is not self._task:
+        if task.cancelled():
             return
-        exc = task.exception()
-        if exc is None:
+        exc = task.exception()  # always retrieved, so asyncio never reports it as unhandled
+        if exc is None or self._closing or task is not self._task:
             return
         logger.error(
             "writer task crashed; restarting",
