@@ -54,8 +54,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
               "access_log": False, "log_config": None, "lifespan": "on", "timeout_graceful_shutdown": 10,
               "proxy_headers": False, "server_header": False}
     if settings.workers > 1:
-        if args.host or args.port:
-            os.environ.setdefault(CONFIG_ENV, os.path.abspath(args.config) if args.config else "")
         uvicorn.run("tollway.cli:app_factory", factory=True, workers=settings.workers, **common)  # type: ignore[arg-type]
     else:
         from tollway.app import create_app
@@ -115,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "last user message or the x-mock-scenario header).")
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--port", type=int, default=9100)
-    mock.add_argument("--chunks", type=int, default=8, help="text deltas per streamed answer")
+    mock.add_argument("--chunks", type=int, default=None, help="text deltas per streamed answer (default: a word each)")
     mock.add_argument("--chunk-delay-ms", type=float, default=0.0, help="delay between streamed chunks")
     mock.set_defaults(func=cmd_mock)
 

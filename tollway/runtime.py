@@ -27,6 +27,10 @@ def provider_settings(settings: Settings) -> dict[str, ProviderSettings]:
         base_url = cfg.base_url or known.get("base_url")
         if base_url is None:
             raise ValueError(f"providers.{name}.base_url is required for a provider tollway does not know")
+        options = {k: v for k, v in (("region", cfg.region), ("aws_secret_access_key", cfg.aws_secret_access_key),
+                                     ("aws_session_token", cfg.aws_session_token)) if v is not None}
+        if "{region}" in base_url:
+            base_url = base_url.format(region=options.setdefault("region", "us-east-1"))
         out[name] = ProviderSettings(
             name=name,
             kind=kind,
@@ -34,6 +38,7 @@ def provider_settings(settings: Settings) -> dict[str, ProviderSettings]:
             api_key=cfg.api_key,
             headers=dict(cfg.headers),
             api_key_source=known.get("key_env", f"providers.{name}.api_key"),
+            options=options,
         )
     return out
 

@@ -33,9 +33,47 @@ KNOWN_PROVIDERS: dict[str, dict[str, str]] = {
         "key_env": "ANTHROPIC_API_KEY",
         "url_env": "ANTHROPIC_BASE_URL",
     },
+    "gemini": {
+        "kind": "gemini",
+        "base_url": "https://generativelanguage.googleapis.com/v1beta",
+        "key_env": "GEMINI_API_KEY",
+        "url_env": "GEMINI_BASE_URL",
+    },
+    "mistral": {
+        "kind": "mistral",
+        "base_url": "https://api.mistral.ai/v1",
+        "key_env": "MISTRAL_API_KEY",
+        "url_env": "MISTRAL_BASE_URL",
+    },
+    "ollama": {  # no key by default; registered when OLLAMA_BASE_URL is set or configured
+        "kind": "ollama",
+        "base_url": "http://127.0.0.1:11434",
+        "key_env": "OLLAMA_API_KEY",
+        "url_env": "OLLAMA_BASE_URL",
+    },
+    "bedrock": {  # SigV4: credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (+ AWS_SESSION_TOKEN)
+        "kind": "bedrock",
+        "base_url": "https://bedrock-runtime.{region}.amazonaws.com",
+        "key_env": "AWS_ACCESS_KEY_ID",
+        "url_env": "BEDROCK_BASE_URL",
+    },
+    "huggingface": {
+        "kind": "huggingface",
+        "base_url": "https://router.huggingface.co/v1",
+        "key_env": "HF_TOKEN",
+        "url_env": "HF_BASE_URL",
+    },
+}
+# Extra environment variables per provider, copied into ProviderConfig fields.
+PROVIDER_ENV_FIELDS: dict[str, dict[str, str]] = {
+    "gemini": {"GOOGLE_API_KEY": "api_key"},
+    "bedrock": {"AWS_SECRET_ACCESS_KEY": "aws_secret_access_key", "AWS_SESSION_TOKEN": "aws_session_token",
+                "AWS_REGION": "region", "AWS_DEFAULT_REGION": "region"},
 }
 
-AdapterKind = Literal["openai_responses", "openai_chat", "anthropic"]
+AdapterKind = Literal[
+    "openai_responses", "openai_chat", "anthropic", "gemini", "mistral", "ollama", "bedrock", "huggingface"
+]
 
 
 class ConfigError(Exception):
@@ -53,6 +91,11 @@ class ProviderConfig(_Strict):
     api_key: str | None = Field(default=None, description="Credential; use os.environ/NAME to reference env.")
     base_url: str | None = Field(default=None, description="API base URL including the version path (…/v1).")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream.")
+    region: str | None = Field(default=None, description="Cloud region (Bedrock); env AWS_REGION.")
+    aws_secret_access_key: str | None = Field(
+        default=None, description="Bedrock secret key (api_key holds the access key id); env AWS_SECRET_ACCESS_KEY."
+    )
+    aws_session_token: str | None = Field(default=None, description="Bedrock session token; env AWS_SESSION_TOKEN.")
 
 
 class PriceOverride(_Strict):
@@ -82,7 +125,9 @@ class MockConfig(_Strict):
     enabled: bool | None = Field(
         default=None, description="Serve the built-in `mock` model; default: on when no provider is configured."
     )
-    chunks: int = Field(default=8, ge=1, description="Text deltas per streamed mock answer.")
+    chunks: int | None = Field(
+        default=None, ge=1, description="Text deltas per streamed mock answer (default: one per word)."
+    )
     delay_ms: float = Field(default=0.0, ge=0, description="Delay between streamed mock chunks.")
 
 
@@ -148,6 +193,14 @@ def _apply_env(raw: dict[str, Any], env: dict[str, str]) -> None:
                 entry.setdefault("api_key", key)
             if url is not None:
                 entry.setdefault("base_url", url)
+    for name, fields in PROVIDER_ENV_FIELDS.items():
+        entry = providers.get(name)
+        if name == "gemini" and entry is None and "GOOGLE_API_KEY" in env:
+            entry = providers.setdefault(name, {})
+        if isinstance(entry, dict):
+            for var, field_name in fields.items():
+                if var in env:
+                    entry.setdefault(field_name, env[var])
     if "DATABASE_URL" in env:
         raw["database_url"] = env["DATABASE_URL"]
     if env.get("TOLLWAY_STRICT", "").lower() in ("1", "true", "yes"):

@@ -69,3 +69,35 @@ def test_unknown_provider_prefix_is_not_a_route() -> None:
 def test_catalog_lists_aliases_and_mock() -> None:
     r = resolver("openai", "mock", aliases={"fast": "openai/gpt-4o-mini"})
     assert r.model_catalog() == [("fast", "openai"), ("mock", "mock")]
+
+
+@pytest.mark.parametrize(("model", "provider"), [
+    ("gemini-2.5-flash", "gemini"),
+    ("mistral-large-latest", "mistral"),
+    ("magistral-medium-2509", "mistral"),
+    ("devstral-small", "mistral"),
+    ("amazon.nova-micro-v1:0", "bedrock"),
+    ("anthropic.claude-3-5-sonnet-20241022-v2:0", "bedrock"),
+    ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "bedrock"),
+    ("meta.llama3-70b-instruct-v1:0", "bedrock"),
+    ("ollama/llama3.2", "ollama"),
+    ("huggingface/meta-llama/Llama-3.1-8B-Instruct", "huggingface"),
+])
+def test_issue5_families(model: str, provider: str) -> None:
+    names = ("openai", "anthropic", "gemini", "mistral", "bedrock", "ollama", "huggingface")
+    providers = {n: ProviderSettings(n, "openai_chat", "http://x") for n in names}
+    r = ModelResolver(providers, {n: adapter_for("openai_chat") for n in names}, {})
+    assert r.resolve(model).provider.name == provider
+
+
+def test_claude_goes_to_bedrock_when_only_bedrock_is_configured() -> None:
+    providers = {"bedrock": ProviderSettings("bedrock", "openai_chat", "http://x")}
+    r = ModelResolver(providers, {"bedrock": adapter_for("openai_chat")}, {})
+    assert r.resolve("claude-sonnet-4-5").provider.name == "bedrock"
+
+
+def test_ollama_names_need_a_prefix() -> None:
+    providers = {"ollama": ProviderSettings("ollama", "openai_chat", "http://x")}
+    r = ModelResolver(providers, {"ollama": adapter_for("openai_chat")}, {})
+    with pytest.raises(GatewayError):
+        r.resolve("llama3.2")

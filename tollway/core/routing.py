@@ -5,9 +5,16 @@ Deterministic, in this order (documented in the README):
 1. the alias catalog (``models:`` in config), whose targets are ``provider/model``;
 2. explicit ``provider/model`` where ``provider`` is a configured (or built-in ``mock``) provider;
 3. the bare built-in ``mock`` model;
-4. a prefix table for well-known families (``gpt-``, ``o1``, ``o3``, ``o4``, ``chatgpt-`` → openai;
-   ``claude-`` → anthropic);
+4. a prefix table for well-known families: ``gpt-``/``o1``/``o3``/``o4``/``chatgpt-`` → openai;
+   ``claude-`` → anthropic, or bedrock when only Bedrock is configured; ``gemini-`` → gemini;
+   ``mistral-``/``codestral-``/``magistral-``/``ministral-``/``pixtral-``/``devstral-`` → mistral;
+   Bedrock model ids (``amazon.``, ``anthropic.``, ``meta.``, ``mistral.``, ``cohere.``, ``ai21.``) and
+   cross-region inference profiles (``us.``, ``eu.``, ``apac.``, ``global.``) → bedrock;
 5. otherwise 400 ``model_not_found`` with "did you mean" suggestions.
+
+Ollama and Hugging Face models need an explicit ``ollama/`` or ``huggingface/`` prefix (or an alias):
+their names overlap every other family. The table is a tuple checked in order, so nothing depends on
+dict or registration order.
 
 A model whose provider is known but not configured is a 400 naming the env var to set. Results are
 cached per model string, so resolution costs one dict lookup on the hot path.
@@ -32,7 +39,26 @@ FAMILY_PREFIXES: tuple[tuple[str, str], ...] = (
     ("o3", "openai"),
     ("o4", "openai"),
     ("claude-", "anthropic"),
+    ("gemini-", "gemini"),
+    ("mistral-", "mistral"),
+    ("codestral-", "mistral"),
+    ("magistral-", "mistral"),
+    ("ministral-", "mistral"),
+    ("pixtral-", "mistral"),
+    ("devstral-", "mistral"),
+    ("amazon.", "bedrock"),
+    ("anthropic.", "bedrock"),
+    ("meta.", "bedrock"),
+    ("mistral.", "bedrock"),
+    ("cohere.", "bedrock"),
+    ("ai21.", "bedrock"),
+    ("us.", "bedrock"),
+    ("eu.", "bedrock"),
+    ("apac.", "bedrock"),
+    ("global.", "bedrock"),
 )
+# When the family's own provider is not configured but this one is, route there instead.
+FAMILY_FALLBACK: dict[str, str] = {"anthropic": "bedrock"}
 
 
 @dataclass(slots=True, frozen=True)
@@ -92,6 +118,9 @@ class ModelResolver:
             return self._route(MOCK_PROVIDER, model, model)
         for prefix, provider in FAMILY_PREFIXES:
             if model.startswith(prefix):
+                fallback = FAMILY_FALLBACK.get(provider)
+                if provider not in self._providers and fallback in self._providers:
+                    return self._route(fallback, model, model)
                 return self._route(provider, model, model)
         raise GatewayError(
             400,

@@ -74,7 +74,9 @@ async def _stream(
     frames = plan.frames
     fault = script.fault
     end = _cut(plan) if fault in ("disconnect", "stream_error", "malformed") else len(frames)
-    resp = web.StreamResponse(headers=_SSE_HEADERS)
+    headers = _SSE_HEADERS if wire.content_type == b"text/event-stream" else {
+        "Content-Type": wire.content_type.decode(), "Cache-Control": "no-cache"}
+    resp = web.StreamResponse(headers=headers)
     await resp.prepare(request)
     delay = script.delay
     if delay > 0 and plan.deltas:
@@ -120,13 +122,14 @@ async def _json(request: web.Request, wire: Wire, script: Script, data: dict[str
 def _handler(wire: Wire, defaults: MockDefaults) -> Handler:
     # Parsing is memoised per (body, scenario header): a benchmark sends the same bodies over and over.
     # Only the rendering (fresh ids and timestamps) runs for every request. Scripts are never mutated.
-    memo: dict[tuple[bytes, str | None], tuple[dict[str, Any], Script]] = {}
+    memo: dict[tuple[bytes, str | None, str], tuple[dict[str, Any], Script]] = {}
 
     async def handle(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         header = request.headers.get("x-mock-scenario")
         cacheable = len(raw) <= _MEMO_MAX_BODY
-        hit = memo.get((raw, header)) if cacheable else None
+        key = (raw, header, request.path)
+        hit = memo.get(key) if cacheable else None
         if hit is not None:
             data, script = hit
         else:
@@ -138,6 +141,8 @@ def _handler(wire: Wire, defaults: MockDefaults) -> Handler:
                 message = "We could not parse the JSON body of your request. (HINT: send a JSON object.)"
                 return _error_response(wire, "invalid", message, None, None)
             data = parsed
+            if wire.from_path is not None:
+                data = wire.from_path(dict(request.match_info), data)
             try:
                 script = make_script(wire.parse(data), header, defaults)
             except RequestInvalid as exc:
@@ -145,7 +150,7 @@ def _handler(wire: Wire, defaults: MockDefaults) -> Handler:
             if cacheable:
                 if len(memo) >= _MEMO_ENTRIES:
                     memo.clear()
-                memo[(raw, header)] = (data, script)
+                memo[key] = (data, script)
         if script.first_byte > 0:
             await asyncio.sleep(script.first_byte)
         kind = _HTTP_FAULTS.get(script.fault or "")
@@ -176,6 +181,14 @@ def _models_bodies(models: tuple[str, ...]) -> tuple[bytes, bytes]:
     return orjson.dumps(openai), orjson.dumps(anthropic_)
 
 
+# One line per wire format: the POST routes the mock answers.
+ROUTES: list[tuple[str, Wire]] = [
+    ("/v1/responses", openai_responses.WIRE),
+    ("/v1/chat/completions", openai_chat.WIRE),
+    ("/v1/messages", anthropic.WIRE),
+]
+
+
 def create_app(defaults: MockDefaults | None = None) -> web.Application:
     """The mock provider application; ``defaults`` sets chunking and delays for every request."""
     defaults = defaults or MockDefaults()
@@ -190,9 +203,8 @@ def create_app(defaults: MockDefaults | None = None) -> web.Application:
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(body=health, headers=_JSON_HEADERS)
 
-    app.router.add_post("/v1/responses", _handler(openai_responses.WIRE, defaults))
-    app.router.add_post("/v1/chat/completions", _handler(openai_chat.WIRE, defaults))
-    app.router.add_post("/v1/messages", _handler(anthropic.WIRE, defaults))
+    for path, wire in ROUTES:
+        app.router.add_post(path, _handler(wire, defaults))
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", healthz)
     return app

@@ -39,6 +39,10 @@ class Wire:
     malformed_json: bytes
     malformed_frame: bytes
     default_param: str
+    # For APIs that put the model or the streaming switch in the URL (Gemini, Bedrock): fold the route's
+    # path parameters into the body before ``parse`` sees it.
+    from_path: Callable[[dict[str, str], dict[str, Any]], dict[str, Any]] | None = None
+    content_type: bytes = b"text/event-stream"  # of a streamed answer
 
 
 def sse(event: str, payload: bytes) -> bytes:

@@ -27,6 +27,8 @@ class ProviderSettings:
     headers: dict[str, str] = field(default_factory=dict)
     # env var / config key that supplies the key, for "missing credentials" errors
     api_key_source: str | None = None
+    # provider-specific settings, e.g. {"region": "us-east-1", "aws_secret_access_key": ..., "aws_session_token": ...}
+    options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

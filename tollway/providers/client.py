@@ -105,6 +105,10 @@ class UpstreamStream:
 
     async def frames(self) -> AsyncIterator[tuple[str | None, bytes]]:
         try:
+            if self._fmt == "eventstream":
+                async for frame in self._eventstream():
+                    yield frame
+                return
             if self._fmt == "ndjson":
                 async for line in self._resp.content:
                     line = line.strip()
@@ -129,6 +133,27 @@ class UpstreamStream:
                 yield event, b"\n".join(data)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_error(self._provider, exc) from exc
+
+    async def _eventstream(self) -> AsyncIterator[tuple[str | None, bytes]]:
+        """AWS ``application/vnd.amazon.eventstream`` binary framing, decoded by botocore's parser.
+        Yields ``(":event-type", payload)``; an exception message yields ``("exception:<type>", payload)``."""
+        from botocore.eventstream import EventStreamBuffer, ParserError
+
+        buffer = EventStreamBuffer()
+        async for chunk in self._resp.content.iter_any():
+            buffer.add_data(chunk)
+            try:
+                for message in buffer:
+                    headers = message.headers
+                    if headers.get(":message-type") == "exception":
+                        yield f"exception:{headers.get(':exception-type', 'unknown')}", message.payload
+                    elif headers.get(":message-type") == "error":
+                        yield f"exception:{headers.get(':error-code', 'unknown')}", message.payload
+                    else:
+                        yield headers.get(":event-type"), message.payload
+            except ParserError as exc:
+                raise GatewayError(502, f"{self._provider}: malformed event stream ({exc})", type="server_error",
+                                   code="upstream_invalid_response") from exc
 
     def close(self) -> None:
         self._resp.close()
