@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bench.aggregate import added_p50_ms, median_cpu, median_of_rounds, ratios, rss_growth
@@ -54,12 +56,12 @@ def test_median_cpu() -> None:
     assert median_cpu([]) == {"server_cpu_pct": 0.0, "other_cpu_pct": 0.0}
 
 
-def _cell(rps: float, p50: float, added: float | None) -> dict[str, object]:
+def _cell(rps: float, p50: float, added: float | None) -> dict[str, Any]:
     return {"median": {"rps": rps, "p50_ms": p50}, "added_p50_ms": added}
 
 
 def test_ratios_per_scenario_and_geomean() -> None:
-    medians = {
+    medians: dict[str, dict[str, dict[str, Any]]] = {
         "chat-json-c16": {
             "direct": _cell(50_000, 0.25, None),
             "bare": _cell(4000, 2.25, 2.0),
@@ -83,7 +85,7 @@ def test_ratios_per_scenario_and_geomean() -> None:
 
 
 def test_ratios_skip_a_scenario_where_one_side_has_no_data() -> None:
-    medians = {
+    medians: dict[str, dict[str, dict[str, Any]]] = {
         "s1": {"tollway": _cell(100, 10.0, 9.0), "litellm": {"median": None, "added_p50_ms": None}},
         "s2": {"tollway": _cell(100, 10.0, 9.0), "litellm": _cell(50, 20.0, 19.0)},
     }
@@ -93,7 +95,7 @@ def test_ratios_skip_a_scenario_where_one_side_has_no_data() -> None:
 
 
 def test_ratio_with_zero_denominator_is_none() -> None:
-    medians = {"s": {"tollway": _cell(100, 1.0, 0.5), "bare": _cell(0, 1.0, 0.0)}}
+    medians: dict[str, dict[str, dict[str, Any]]] = {"s": {"tollway": _cell(100, 1.0, 0.5), "bare": _cell(0, 1.0, 0.0)}}
     pair = ratios(medians)["tollway/bare"]
     assert pair["scenarios"]["s"]["rps"] is None
     assert pair["scenarios"]["s"]["added_p50"] is None

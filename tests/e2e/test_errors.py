@@ -78,6 +78,7 @@ async def test_body_too_large(gateway: str) -> None:
 
 @pytest.mark.parametrize(("fault", "status", "code"), [
     ("429", 429, None), ("500", 502, None), ("529", 503, None), ("400", 400, None), ("401", 401, None),
+    ("403", 403, None), ("404", 404, None),
 ])
 @pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-sonnet-4-5", "chatty"])
 async def test_upstream_errors_map(gateway: str, model: str, fault: str, status: int, code: str | None) -> None:

@@ -20,6 +20,8 @@ _STOP = sse("message_stop", b'{"type":"message_stop"}')
 _ERRORS: dict[ErrorKind, tuple[int, str, str]] = {
     "invalid": (400, "invalid_request_error", "{param}: Input is invalid (mock fault)"),
     "auth": (401, "authentication_error", "invalid x-api-key"),
+    "forbidden": (403, "permission_error", "Your API key does not have permission to use the specified resource."),
+    "not_found": (404, "not_found_error", "model: not found (mock)"),
     "rate_limit": (
         429,
         "rate_limit_error",

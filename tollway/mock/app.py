@@ -33,6 +33,8 @@ _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Contr
 _HTTP_FAULTS: dict[str, ErrorKind] = {
     "400": "invalid",
     "401": "auth",
+    "403": "forbidden",
+    "404": "not_found",
     "429": "rate_limit",
     "500": "server",
     "529": "overloaded",

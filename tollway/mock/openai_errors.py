@@ -16,6 +16,10 @@ _ERRORS: dict[ErrorKind, tuple[int, str, str | None, str]] = {
         "invalid_api_key",
         "Incorrect API key provided: mock. You can find your API key at https://platform.openai.com/account/api-keys.",
     ),
+    "forbidden": (403, "invalid_request_error", "unsupported_country_region_territory",
+                  "Country, region, or territory not supported (mock)."),
+    "not_found": (404, "invalid_request_error", "model_not_found",
+                  "The model does not exist or you do not have access to it (mock)."),
     "rate_limit": (
         429,
         "requests",

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import orjson
 
 FAULTS = frozenset(
-    {"429", "500", "529", "400", "401", "slow_first_byte", "disconnect", "malformed", "stream_error"}
+    {"429", "500", "529", "400", "401", "403", "404", "slow_first_byte", "disconnect", "malformed", "stream_error"}
 )
 _MAX_CHUNKS = 100_000
 _MAX_DELAY_MS = 600_000.0

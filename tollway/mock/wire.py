@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from tollway.mock.scenario import Ask, Script
 
-ErrorKind = Literal["invalid", "auth", "rate_limit", "server", "overloaded"]
+ErrorKind = Literal["invalid", "auth", "forbidden", "not_found", "rate_limit", "server", "overloaded"]
 
 
 @dataclass(slots=True)
