@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from tollway.api import chat, meta, responses
+from tollway.api.context import authorization, request_context
 from tollway.api.http import Receive, Request, Scope, Send, send_error
 from tollway.core.errors import GatewayError
 from tollway.middleware.request_id import RequestIdMiddleware
@@ -20,25 +21,27 @@ log = logging.getLogger("tollway")
 
 Handler = Callable[[Runtime, Request], Awaitable[None]]
 
-ROUTES: dict[tuple[str, str], Handler] = {
-    ("POST", "/v1/responses"): responses.create_response,
-    ("POST", "/v1/chat/completions"): chat.create_chat_completion,
-    ("GET", "/v1/models"): meta.list_models,
-    ("GET", "/health/live"): meta.live,
-    ("GET", "/health/ready"): meta.ready,
+# (method, path) -> (handler, key scope required, door name for exchanges recorded in the ledger)
+Route = tuple[Handler, str | None, str]
+ROUTES: dict[tuple[str, str], Route] = {
+    ("POST", "/v1/responses"): (responses.create_response, "responses", "responses"),
+    ("POST", "/v1/chat/completions"): (chat.create_chat_completion, "chat", "chat"),
+    ("GET", "/v1/models"): (meta.list_models, "models", ""),
+    ("GET", "/health/live"): (meta.live, None, ""),
+    ("GET", "/health/ready"): (meta.ready, None, ""),
 }
-RESPONSE_ROUTES: dict[tuple[str, bool], Handler] = {
-    ("GET", False): responses.get_response,
-    ("DELETE", False): responses.delete_response,
-    ("GET", True): responses.list_input_items,
+RESPONSE_ROUTES: dict[tuple[str, bool], Route] = {
+    ("GET", False): (responses.get_response, "responses", ""),
+    ("DELETE", False): (responses.delete_response, "responses", ""),
+    ("GET", True): (responses.list_input_items, "responses", ""),
 }
 _RESPONSES_PREFIX = "/v1/responses/"
 
 
-def _match(method: str, path: str, params: dict[str, str]) -> Handler | None:
-    handler = ROUTES.get((method, path))
-    if handler is not None:
-        return handler
+def _match(method: str, path: str, params: dict[str, str]) -> Route | None:
+    route = ROUTES.get((method, path))
+    if route is not None:
+        return route
     if path.startswith(_RESPONSES_PREFIX):
         rest = path[len(_RESPONSES_PREFIX):]
         rid, _, tail = rest.partition("/")
@@ -79,18 +82,27 @@ class Gateway:
         if scope["type"] != "http":
             return
         req = Request(scope, receive, send, scope.get("tollway.request_id", ""))
-        handler = _match(scope["method"], scope["path"], req.params)
+        route = _match(scope["method"], scope["path"], req.params)
+        rt = self.runtime
         try:
-            if handler is None:
+            if route is None:
                 allowed = any(p == scope["path"] for (_, p) in ROUTES)
                 raise GatewayError(405 if allowed else 404,
                                    f"{scope['method']} {scope['path']} is not a route of this gateway",
                                    type="invalid_request_error",
                                    code="method_not_allowed" if allowed else "not_found")
-            if self.runtime is None:
+            if rt is None:
                 raise GatewayError(503, "gateway is starting", type="server_error", code="not_ready")
-            await handler(self.runtime, req)
+            handler, key_scope, door = route
+            if key_scope is not None:
+                ctx = req.ctx = request_context(req)
+                ctx.door = door
+                if rt.auth is not None:
+                    await rt.auth.authenticate(ctx, authorization(req), key_scope)
+            await handler(rt, req)
         except GatewayError as err:
+            if rt is not None and req.ctx is not None and req.ctx.door:
+                rt.pipeline.fail(req.ctx, err)
             if err.status == 499 or scope.get("tollway.responded"):
                 return
             await send_error(send, err)

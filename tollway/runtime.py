@@ -9,6 +9,7 @@ from aiohttp import web
 
 from tollway.core.pipeline import Pipeline
 from tollway.core.routing import MOCK_PROVIDER, ModelResolver
+from tollway.core.steps import Authenticator
 from tollway.metering.pricing import PriceTable
 from tollway.providers.base import Adapter, ProviderSettings
 from tollway.providers.client import UpstreamClient
@@ -51,6 +52,7 @@ class Runtime:
     client: UpstreamClient
     resolver: ModelResolver
     mock_runner: web.AppRunner | None = None
+    auth: Authenticator | None = None  # None: open mode (no keys configured)
     started: list[str] = field(default_factory=list)
 
     @classmethod
@@ -82,6 +84,7 @@ class Runtime:
         return cls(settings, pipeline, store, client, resolver, mock_runner)
 
     async def stop(self) -> None:
+        await self.pipeline.drain()
         await self.store.close(timeout=10.0)  # writes the backlog, bounded even when the DB is down
         await self.client.close()
         if self.mock_runner is not None:

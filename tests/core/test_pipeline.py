@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tollway.core.context import ExchangeRecord, RequestContext
 from tollway.core.errors import GatewayError
 from tollway.core.pipeline import Pipeline
 from tollway.core.routing import ModelResolver
@@ -49,11 +50,15 @@ def openai_body(*output: dict[str, Any]) -> dict[str, Any]:
                                               "output_tokens_details": {"reasoning_tokens": 0}}}
 
 
-def pipeline(body: dict[str, Any], store: FakeStore | None = None, strict: bool = False) -> Pipeline:
+def pipeline(body: dict[str, Any], store: FakeStore | None = None, strict: bool = False, **kw: Any) -> Pipeline:
     settings = ProviderSettings("openai", "openai_responses", "http://x/v1", "k")
     resolver = ModelResolver({"openai": settings}, {"openai": adapter_for("openai_responses")}, {})
     return Pipeline(resolver, FakeClient(body), PriceTable.load(), store or FakeStore(),  # type: ignore[arg-type]
-                    strict=strict)
+                    strict=strict, **kw)
+
+
+def ctx(rid: str = "r") -> RequestContext:
+    return RequestContext(request_id=rid, started=time.perf_counter(), door="responses")
 
 
 def request(**kw: Any) -> CanonicalRequest:
@@ -65,7 +70,7 @@ async def test_complete_meters_and_enriches() -> None:
     msg = {"type": "message", "role": "assistant", "status": "completed",
            "content": [{"type": "output_text", "text": "ok", "annotations": []}]}
     p = pipeline(openai_body(msg))
-    prepared = await p.prepare(request(), "req_1", time.perf_counter(), False)
+    prepared = await p.prepare(request(), ctx("req_1"))
     outcome = await p.complete(prepared)
     assert outcome.tollway["provider"] == "openai" and outcome.tollway["request_id"] == "req_1"
     assert outcome.cost.status == "priced" and outcome.cost.total_usd is not None
@@ -79,9 +84,9 @@ async def test_complete_meters_and_enriches() -> None:
 async def test_storage_backlog_full_refuses_before_upstream() -> None:
     p = pipeline(openai_body(), FakeStore(capacity=False))
     with pytest.raises(GatewayError) as exc:
-        await p.prepare(request(), "r", time.perf_counter(), False)
+        await p.prepare(request(), ctx())
     assert exc.value.status == 503 and exc.value.code == "storage_unavailable"
-    prepared = await p.prepare(request(store=False), "r", time.perf_counter(), False)
+    prepared = await p.prepare(request(store=False), ctx())
     assert prepared.req.store is False
 
 
@@ -90,7 +95,7 @@ async def test_disallowed_tool_call_is_refused() -> None:
     p = pipeline(openai_body(call))
     req = request(tools=[FunctionTool("a"), FunctionTool("b")],
                   tool_choice=ToolChoice(mode="required", allowed=["a"], raw={"type": "function", "name": "a"}))
-    prepared = await p.prepare(req, "r", time.perf_counter(), False)
+    prepared = await p.prepare(req, ctx())
     with pytest.raises(GatewayError) as exc:
         await p.complete(prepared)
     assert exc.value.code == "tool_choice_violation"
@@ -101,15 +106,68 @@ async def test_orphan_function_call_output_is_400() -> None:
     req = request()
     req.input.append({"type": "function_call_output", "call_id": "nope", "output": "x"})
     with pytest.raises(GatewayError) as exc:
-        await p.prepare(req, "r", time.perf_counter(), False)
+        await p.prepare(req, ctx())
     assert exc.value.status == 400 and exc.value.param == "input[1].call_id"
 
 
 async def test_strict_config_and_extra_fields_reported() -> None:
     req = request(seed=3)
     req.extra["logit_bias"] = {}
-    prepared = await pipeline(openai_body()).prepare(req, "r", time.perf_counter(), False)
+    prepared = await pipeline(openai_body()).prepare(req, ctx())
     assert "logit_bias" in prepared.fidelity.dropped and "seed" in prepared.fidelity.dropped
     with pytest.raises(GatewayError) as exc:
-        await pipeline(openai_body(), strict=True).prepare(request(seed=3), "r", time.perf_counter(), False)
+        await pipeline(openai_body(), strict=True).prepare(request(seed=3), ctx())
     assert exc.value.code == "fidelity_strict" and "seed" in exc.value.message
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.records: list[ExchangeRecord] = []
+
+    def record(self, record: ExchangeRecord) -> None:
+        self.records.append(record)
+
+
+class CountingGuard:
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.admitted = 0
+        self.settled: list[str] = []
+
+    async def admit(self, ctx: RequestContext, req: CanonicalRequest, route: Any) -> None:
+        if self.refuse:
+            raise GatewayError(402, "budget", type="insufficient_quota", code="budget_exceeded")
+        self.admitted += 1
+
+    async def settle(self, ctx: RequestContext, record: ExchangeRecord) -> None:
+        self.settled.append(record.status)
+
+
+async def test_every_outcome_is_recorded_once_and_settled() -> None:
+    msg = {"type": "message", "role": "assistant", "status": "completed",
+           "content": [{"type": "output_text", "text": "ok", "annotations": []}]}
+    rec, guard = Collect(), CountingGuard()
+    p = pipeline(openai_body(msg), recorders=[rec], guards=[guard])
+    c = ctx("req_ok")
+    c.tags = {"team": "a"}
+    await p.complete(await p.prepare(request(), c))
+    p.fail(c, GatewayError(500, "late"))  # already recorded: ignored
+    await p.drain()
+    assert [r.status for r in rec.records] == ["completed"]
+    r = rec.records[0]
+    assert (r.request_id, r.provider, r.model, r.tags, r.usage.input_tokens) == ("req_ok", "openai", "gpt-4o-mini",
+                                                                                  {"team": "a"}, 1000)
+    assert r.cost is not None and r.cost.total_usd is not None and r.http_status == 200
+    assert guard.admitted == 1 and guard.settled == ["completed"]
+
+
+async def test_refused_and_invalid_requests_are_recorded_as_errors() -> None:
+    rec, ok, refuse = Collect(), CountingGuard(), CountingGuard(refuse=True)
+    p = pipeline(openai_body(), recorders=[rec], guards=[ok, refuse])
+    c = ctx()
+    with pytest.raises(GatewayError) as exc:
+        await p.prepare(request(), c)
+    p.fail(c, exc.value)
+    await p.drain()
+    assert [(r.status, r.http_status, r.error_code) for r in rec.records] == [("error", 402, "budget_exceeded")]
+    assert ok.settled == ["error"]  # the guard that admitted is released

@@ -8,7 +8,7 @@ from tollway.api.chat_request import parse_chat_request
 from tollway.api.chat_response import chat_completion_json
 from tollway.api.chat_stream import ChatStreamEncoder
 from tollway.api.http import Request, read_json, send_json, start_stream
-from tollway.api.responses import enrichment_headers, strict_header
+from tollway.api.responses import enrichment_headers
 from tollway.api.streaming import run_stream
 from tollway.core.errors import GatewayError
 from tollway.core.pipeline import Outcome
@@ -26,7 +26,13 @@ async def create_chat_completion(rt: Runtime, req: Request) -> None:
     creq = parse_chat_request(body)
     stream_options = creq.extra.pop("stream_options", None)
     include_usage = isinstance(stream_options, dict) and stream_options.get("include_usage") is True
-    p = await rt.pipeline.prepare(creq, req.request_id, req.started, strict_header(req))
+    ctx = req.ctx
+    assert ctx is not None
+    if ctx.end_user_external_id is None:
+        ctx.end_user_external_id = creq.user
+    if rt.auth is not None and (ctx.end_user_external_id or ctx.principal is not None):
+        await rt.auth.resolve_end_user(ctx)
+    p = await rt.pipeline.prepare(creq, ctx)
     completion_id = "chatcmpl-" + p.response_id.removeprefix("resp_")
     if not creq.stream:
         outcome = await rt.pipeline.complete(p)

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from tollway.core.context import RequestContext
 from tollway.core.errors import GatewayError
 
 Scope = MutableMapping[str, Any]
@@ -32,6 +33,7 @@ class Request:
     request_id: str
     started: float = field(default_factory=time.perf_counter)
     params: dict[str, str] = field(default_factory=dict)
+    ctx: RequestContext | None = None
 
     def header(self, name: bytes) -> bytes | None:
         for k, v in self.scope["headers"]:

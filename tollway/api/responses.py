@@ -16,11 +16,6 @@ from tollway.metering.cost import decimal_json
 from tollway.runtime import Runtime
 
 
-def strict_header(req: Request) -> bool:
-    v = req.header(b"x-tollway-strict")
-    return v is not None and v.lower() in (b"true", b"1", b"yes")
-
-
 def _final_resource(p: Prepared, outcome: Outcome, error: dict[str, Any] | None = None) -> dict[str, Any]:
     r = outcome.response
     cost = decimal_json(outcome.cost.total_usd) if outcome.cost.total_usd is not None else None
@@ -52,7 +47,13 @@ def enrichment_headers(outcome: Outcome) -> list[tuple[bytes, bytes]]:
 async def create_response(rt: Runtime, req: Request) -> None:
     body = await read_json(req, rt.settings.max_body_bytes)
     creq = parse_responses_request(body)
-    p = await rt.pipeline.prepare(creq, req.request_id, req.started, strict_header(req))
+    ctx = req.ctx
+    assert ctx is not None
+    if ctx.end_user_external_id is None:
+        ctx.end_user_external_id = creq.user
+    if rt.auth is not None and (ctx.end_user_external_id or ctx.principal is not None):
+        await rt.auth.resolve_end_user(ctx)
+    p = await rt.pipeline.prepare(creq, ctx)
     if not creq.stream:
         outcome = await rt.pipeline.complete(p)
         resource = _final_resource(p, outcome)

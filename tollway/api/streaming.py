@@ -45,7 +45,7 @@ async def run_stream(
                     await send_chunk(send, frame)
         except GatewayError as err:
             log.info("stream failed", extra={"request_id": req.request_id, "code": err.code})
-            await send_chunk(send, on_error(err, run.outcome(failed=True)), more=False)
+            await send_chunk(send, on_error(err, run.outcome(error=err)), more=False)
             return
         await send_chunk(send, on_finish(run.outcome()), more=False)
     except asyncio.CancelledError:
@@ -53,9 +53,11 @@ async def run_stream(
             raise
         task.uncancel()
         run.close()
+        run.outcome(disconnected=True)  # recorded with the tokens seen so far
         log.info("client disconnected mid-stream; upstream cancelled", extra={"request_id": req.request_id})
     except OSError:
         run.close()
+        run.outcome(disconnected=True)
         log.info("client connection lost mid-stream", extra={"request_id": req.request_id})
     finally:
         watcher.cancel()

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tollway.core.context import RequestContext
 from tollway.core.types import Fidelity, Item, Usage
 from tollway.metering.cost import CostBreakdown
 
@@ -60,9 +61,21 @@ def agentic_summary(output: list[Item], usage: Usage | None, incomplete_reason: 
     }
 
 
+def tenant_json(ctx: RequestContext) -> dict[str, Any] | None:
+    p = ctx.principal
+    if p is None:
+        return None
+    return {
+        "org": {"id": p.org_id, "name": p.org_name},
+        "team": {"id": p.team_id, "name": p.team_name} if p.team_id else None,
+        "project": {"id": p.project_id, "name": p.project_name} if p.project_id else None,
+        "key_id": p.key_id,
+    }
+
+
 def tollway_block(
     *,
-    request_id: str,
+    ctx: RequestContext,
     provider: str,
     model: str,
     timings: Timings,
@@ -72,8 +85,8 @@ def tollway_block(
     incomplete_reason: str | None,
     fidelity: Fidelity,
 ) -> dict[str, Any]:
-    return {
-        "request_id": request_id,
+    block: dict[str, Any] = {
+        "request_id": ctx.request_id,
         "provider": provider,
         "model": model,
         "latency_ms": round(timings.latency_ms, 3),
@@ -83,3 +96,9 @@ def tollway_block(
         "agentic": agentic_summary(output, usage, incomplete_reason),
         "fidelity": fidelity.to_json(),
     }
+    tenant = tenant_json(ctx)
+    if tenant is not None:
+        block["tenant"] = tenant
+    if ctx.end_user_id is not None:
+        block["end_user"] = {"id": ctx.end_user_id, "external_id": ctx.end_user_external_id}
+    return block

@@ -9,18 +9,21 @@ and :meth:`Pipeline.finish`; the doors never talk to providers themselves.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from tollway.core.assembler import OutputAssembler, assign_ids, new_id
+from tollway.core.context import ExchangeRecord, RequestContext
 from tollway.core.enrich import Timings, tollway_block
 from tollway.core.errors import GatewayError
 from tollway.core.routing import ModelResolver, Route
+from tollway.core.steps import CredentialSource, Guard, Recorder
 from tollway.core.types import (
     CanonicalRequest,
     CanonicalResponse,
@@ -48,7 +51,7 @@ class Prepared:
     route: Route
     upstream: UpstreamRequest
     fidelity: Fidelity
-    request_id: str
+    ctx: RequestContext
     response_id: str
     created_at: int
     timings: Timings
@@ -101,15 +104,31 @@ class Pipeline:
         prices: PriceTable,
         store: ResponseStore,
         strict: bool = False,
+        *,
+        guards: Sequence[Guard] = (),
+        recorders: Sequence[Recorder] = (),
+        credentials: CredentialSource | None = None,
     ) -> None:
         self.resolver = resolver
         self.client = client
         self.prices = prices
         self.store = store
         self.strict = strict
+        self.guards = list(guards)
+        self.recorders = list(recorders)
+        self.credentials = credentials
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    async def prepare(self, req: CanonicalRequest, request_id: str, started: float, strict: bool) -> Prepared:
+    async def prepare(self, req: CanonicalRequest, ctx: RequestContext) -> Prepared:
+        ctx.model = req.model
+        ctx.streaming = req.stream
         route = self.resolver.resolve(req.model)
+        if self.credentials is not None:
+            settings = self.credentials.provider_settings(ctx, route.provider)
+            if settings is not route.provider:
+                route = Route(settings, route.adapter, route.model)
+        ctx.provider = route.provider.name
+        ctx.upstream_model = route.model
         if req.store and not self.store.has_capacity():
             raise GatewayError(503, "response storage is unavailable and its backlog is full; retry later or send "
                                "store: false", type="server_error", code="storage_unavailable")
@@ -130,7 +149,7 @@ class Pipeline:
         for name in req.extra:
             fidelity.dropped.append(name)
         upstream = route.adapter.build_request(req, route.model, route.provider, fidelity)
-        if (strict or self.strict) and (fidelity.dropped or fidelity.approximated):
+        if (ctx.strict or self.strict) and (fidelity.dropped or fidelity.approximated):
             fields = [*fidelity.dropped, *fidelity.approximated]
             raise GatewayError(
                 400,
@@ -138,15 +157,19 @@ class Pipeline:
                 code="fidelity_strict",
                 param=fields[0],
             )
+        admitted: list[Guard] = ctx.extra.setdefault("admitted", [])
+        for guard in self.guards:
+            await guard.admit(ctx, req, route)
+            admitted.append(guard)
         return Prepared(
             req=req,
             route=route,
             upstream=upstream,
             fidelity=fidelity,
-            request_id=request_id,
+            ctx=ctx,
             response_id=new_id("resp_"),
             created_at=int(time.time()),
-            timings=Timings(started=started),
+            timings=Timings(started=ctx.started),
             turn_input=turn_input,
         )
 
@@ -170,8 +193,17 @@ class Pipeline:
         upstream = await self.client.open_stream(p.upstream, p.route.provider.name, p.route.adapter)
         return StreamRun(self, p, upstream)
 
-    def finish(self, p: Prepared, response: CanonicalResponse) -> Outcome:
-        """Meter and enrich a finished response (successful, incomplete or failed)."""
+    def finish(
+        self,
+        p: Prepared,
+        response: CanonicalResponse,
+        *,
+        status: str | None = None,
+        http_status: int = 200,
+        error_code: str | None = None,
+    ) -> Outcome:
+        """Meter, enrich and record a finished exchange (completed, incomplete, failed mid-stream or cut by
+        a client disconnect: ``status`` overrides the response's own for the record)."""
         usage = response.usage
         price = self.prices.lookup(p.route.provider.name, p.route.model)
         cost = compute_cost(price, usage or Usage(), self.prices.version)
@@ -179,8 +211,10 @@ class Pipeline:
         if not p.timings.upstream_ended:
             p.timings.upstream_ended = p.timings.ended
         model = response.upstream_model or p.route.model
+        p.ctx.upstream_model = model
+        self._emit(p.ctx, status or response.status, http_status, error_code, usage, cost, p.timings)
         block = tollway_block(
-            request_id=p.request_id,
+            ctx=p.ctx,
             provider=p.route.provider.name,
             model=model,
             timings=p.timings,
@@ -191,6 +225,64 @@ class Pipeline:
             fidelity=p.fidelity,
         )
         return Outcome(response=response, cost=cost, tollway=block, model=model)
+
+    def fail(self, ctx: RequestContext, err: GatewayError) -> None:
+        """Record an exchange that ended in an error response (refused, invalid, or the provider failed
+        before any output). Idempotent: a context records once."""
+        if ctx.recorded:
+            return
+        timings = Timings(started=ctx.started, ended=time.perf_counter())
+        self._emit(ctx, "error", err.status, err.code or err.type, None, None, timings)
+
+    def _emit(
+        self,
+        ctx: RequestContext,
+        status: str,
+        http_status: int,
+        error_code: str | None,
+        usage: Usage | None,
+        cost: CostBreakdown | None,
+        timings: Timings,
+    ) -> None:
+        if ctx.recorded:
+            return
+        ctx.recorded = True
+        if not self.recorders and not ctx.extra.get("admitted"):
+            return
+        record = ExchangeRecord(
+            request_id=ctx.request_id,
+            created_at=time.time(),
+            principal=ctx.principal,
+            end_user_id=ctx.end_user_id,
+            end_user_external_id=ctx.end_user_external_id,
+            door=ctx.door,
+            model=ctx.model,
+            provider=ctx.provider,
+            upstream_model=ctx.upstream_model,
+            streaming=ctx.streaming,
+            status=status,
+            http_status=http_status,
+            error_code=error_code,
+            usage=usage or Usage(),
+            cost=cost,
+            latency_ms=timings.latency_ms,
+            overhead_ms=timings.overhead_ms,
+            tags=ctx.tags,
+        )
+        for recorder in self.recorders:
+            recorder.record(record)
+        for guard in ctx.extra.pop("admitted", ()):
+            self._spawn(guard.settle(ctx, record))
+
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for pending settlements (shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def remember(self, p: Prepared, outcome: Outcome, resource: dict[str, Any]) -> None:
         """Persist a finished response for previous_response_id (non-blocking)."""
@@ -208,7 +300,7 @@ class Pipeline:
                 resource=resource,
             )
         except (GatewayError, TypeError) as exc:  # backlog filled since prepare(), or an unencodable value
-            log.error("response not stored", extra={"request_id": p.request_id, "response_id": p.response_id,
+            log.error("response not stored", extra={"request_id": p.ctx.request_id, "response_id": p.response_id,
                                                     "error": str(exc)})
 
 
@@ -250,10 +342,15 @@ class StreamRun:
             self.prepared.timings.upstream_ended = time.perf_counter()
             self.upstream.close()
 
-    def outcome(self, failed: bool = False) -> Outcome:
+    def outcome(self, error: GatewayError | None = None, disconnected: bool = False) -> Outcome:
+        """The stream's final state: completed/incomplete, failed by ``error``, or cut by the client."""
         response = self.assembler.result()
-        if failed:
+        if error is not None:
             response.status = "failed"
+            return self.pipeline.finish(self.prepared, response, status="failed", error_code=error.code or error.type)
+        if disconnected:
+            return self.pipeline.finish(self.prepared, response, status="client_disconnected", http_status=499,
+                                        error_code="client_disconnected")
         return self.pipeline.finish(self.prepared, response)
 
     def close(self) -> None:
