@@ -538,3 +538,16 @@ def test_turns_alternate_and_keep_order(turns: list[tuple[str, str]]) -> None:
     roles = [m["role"] for m in body["messages"]]
     assert all(a != b for a, b in itertools.pairwise(roles))
     assert [b["text"] for m in body["messages"] for b in m["content"]] == [t for _, t in turns]
+
+
+def test_truncation_auto_is_reported_dropped() -> None:
+    from tollway.core.types import CanonicalRequest, Fidelity
+    from tollway.providers.anthropic import AnthropicAdapter
+    from tollway.providers.base import ProviderSettings
+
+    fidelity = Fidelity()
+    req = CanonicalRequest(model="claude-sonnet-4-5", input=[
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}], truncation="auto")
+    AnthropicAdapter().build_request(req, "claude-sonnet-4-5", ProviderSettings("anthropic", "anthropic", "http://x"),
+                                     fidelity)
+    assert "truncation" in fidelity.dropped

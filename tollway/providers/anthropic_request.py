@@ -370,6 +370,8 @@ def _sampling(req: CanonicalRequest, body: JSON, thinking: bool, fidelity: Fidel
         fidelity.dropped.append("prompt_cache_key")
     if req.max_tool_calls is not None:
         fidelity.dropped.append("max_tool_calls")
+    if req.truncation not in (None, "disabled"):
+        fidelity.dropped.append("truncation")  # Anthropic rejects an over-long prompt instead of truncating it
 
 
 def _format_instruction(req: CanonicalRequest, fidelity: Fidelity) -> str | None:
