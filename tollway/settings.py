@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 ENV_REF = "os.environ/"
 DEFAULT_CONFIG_FILE = "tollway.yaml"
@@ -50,12 +50,14 @@ KNOWN_PROVIDERS: dict[str, dict[str, str]] = {
         "base_url": "http://127.0.0.1:11434",
         "key_env": "OLLAMA_API_KEY",
         "url_env": "OLLAMA_BASE_URL",
+        "setup_env": "OLLAMA_BASE_URL",
     },
     "bedrock": {  # SigV4: credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (+ AWS_SESSION_TOKEN)
         "kind": "bedrock",
         "base_url": "https://bedrock-runtime.{region}.amazonaws.com",
         "key_env": "AWS_ACCESS_KEY_ID",
         "url_env": "BEDROCK_BASE_URL",
+        "setup_env": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_REGION)",
     },
     "huggingface": {
         "kind": "huggingface",
@@ -136,6 +138,23 @@ class Settings(_Strict):
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
     database_url: str = Field(default="sqlite+aiosqlite:///./tollway.db", description="SQLite file or PostgreSQL.")
+    ledger_spool_path: str = Field(
+        default="./tollway-spool.db",
+        description="Usage-ledger spool: every usage row is written to this local SQLite file (WAL) first and "
+        "shipped to the database in the background. Each worker process claims its own file beside it "
+        "(tollway-spool.0.db, tollway-spool.1.db, ...); rows left by a stopped or killed process are "
+        "shipped by the next one. Keep it on a persistent local disk.",
+    )
+    ledger_spool_max_rows: int = Field(
+        default=1_000_000, ge=1,
+        description="Most usage rows one worker's spool holds while the database is unreachable. When full, "
+        "further rows are dropped (counted and logged) and /health/ready answers 503.",
+    )
+    ledger_spool_max_bytes: int = Field(
+        default=1024 * 1024 * 1024, ge=1024 * 1024,
+        description="Most bytes (live SQLite pages) one worker's spool holds; same policy as "
+        "ledger_spool_max_rows when reached.",
+    )
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Request body limit (413 above).")
     strict: bool = Field(default=False, description="Fail requests that cannot be carried to the provider exactly.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -149,6 +168,22 @@ class Settings(_Strict):
     )
     timeouts: Timeouts = Field(default_factory=Timeouts)
     mock: MockConfig = Field(default_factory=MockConfig)
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="Admin API master key and root of BYOK encryption (env TOLLWAY_MASTER_KEY, >= 16 chars); "
+        "when set, /v1 requires a virtual key.",
+    )
+    master_key_previous: SecretStr | None = Field(
+        default=None,
+        description="The previous master key during a rotation (env TOLLWAY_MASTER_KEY_PREVIOUS): BYOK "
+        "credentials it wrapped still decrypt.",
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis URL (env REDIS_URL); optional: pushes tenancy changes to every process."
+    )
+    tenancy_poll_s: float = Field(
+        default=0.25, gt=0, le=0.9, description="Seconds between checks for key/tenancy changes (revocation bound)."
+    )
 
     @field_validator("models")
     @classmethod
@@ -203,6 +238,10 @@ def _apply_env(raw: dict[str, Any], env: dict[str, str]) -> None:
                     entry.setdefault(field_name, env[var])
     if "DATABASE_URL" in env:
         raw["database_url"] = env["DATABASE_URL"]
+    for var, key in (("TOLLWAY_MASTER_KEY", "master_key"), ("TOLLWAY_MASTER_KEY_PREVIOUS", "master_key_previous"),
+                     ("REDIS_URL", "redis_url")):
+        if env.get(var):
+            raw[key] = env[var]
     if env.get("TOLLWAY_STRICT", "").lower() in ("1", "true", "yes"):
         raw["strict"] = True
 

@@ -101,3 +101,12 @@ def test_ollama_names_need_a_prefix() -> None:
     r = ModelResolver(providers, {"ollama": adapter_for("openai_chat")}, {})
     with pytest.raises(GatewayError):
         r.resolve("llama3.2")
+
+
+@pytest.mark.parametrize(("model", "needle"), [("ollama/llama3.2", "OLLAMA_BASE_URL"),
+                                               ("amazon.nova-micro-v1:0", "AWS_SECRET_ACCESS_KEY"),
+                                               ("gemini-2.5-pro", "GEMINI_API_KEY")])
+def test_missing_provider_hint_names_the_right_variable(model: str, needle: str) -> None:
+    with pytest.raises(GatewayError) as exc:
+        resolver("openai").resolve(model)
+    assert needle in exc.value.message

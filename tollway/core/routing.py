@@ -94,7 +94,8 @@ class ModelResolver:
         settings = self._providers.get(provider)
         if settings is None:
             known = KNOWN_PROVIDERS.get(provider)
-            hint = f"set {known['key_env']}" if known else f"add providers.{provider} to the config"
+            setup = known.get("setup_env", known["key_env"]) if known else None
+            hint = f"set {setup}" if setup else f"add providers.{provider} to the config"
             raise GatewayError(
                 400,
                 f"model {requested!r} resolves to provider {provider!r}, which is not configured: {hint}",
