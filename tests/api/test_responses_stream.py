@@ -100,3 +100,11 @@ def test_error_frames() -> None:
     validate_event(err)
     assert err["error"] == {"type": "server_error", "code": "upstream_error", "message": "boom", "param": None}
     assert frames[2] == "data: [DONE]"
+
+
+def test_item_opened_by_reasoning_state_alone_is_announced() -> None:
+    events = run([ReasoningState(0, "tw1.anthropic.x"), ItemDone(0), TextDelta(1, "hi"), Finish()])
+    types = [e["type"] for e in events]
+    assert types[2] == "response.output_item.added" and events[2]["item"]["type"] == "reasoning"
+    done = next(e for e in events if e["type"] == "response.output_item.done")
+    assert done["item"]["encrypted_content"] == "tw1.anthropic.x" and done["item"]["summary"] == []

@@ -19,6 +19,7 @@ from tollway.core.types import (
     Delta,
     ItemDone,
     ReasoningDelta,
+    ReasoningState,
     RefusalDelta,
     TextDelta,
     ToolCallArgsDelta,
@@ -147,7 +148,8 @@ class ResponsesStreamEncoder:
         if isinstance(delta, ItemDone):
             slot = a.slot_for(delta.key)
             return self._item_done(slot, "completed") if slot is not None and slot.done else b""
-        if not isinstance(delta, TextDelta | RefusalDelta | ReasoningDelta | ToolCallArgsDelta | ToolCallStart):
+        if not isinstance(delta, TextDelta | RefusalDelta | ReasoningDelta | ToolCallArgsDelta | ToolCallStart
+                          | ReasoningState):
             return b""
         slot = a.slot_for(delta.key)
         if slot is None:

@@ -22,7 +22,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from tollway.mock import anthropic, openai_chat, openai_responses
+from tollway.mock import anthropic, bedrock, gemini, huggingface, mistral, ollama, openai_chat, openai_responses
 from tollway.mock.scenario import MockDefaults, RequestInvalid, Script, make_script
 from tollway.mock.wire import ErrorKind, StreamPlan, Wire
 
@@ -49,6 +49,8 @@ def _error_response(
 ) -> web.Response:
     status, body = wire.error(kind, message, param, code)
     headers = dict(_JSON_HEADERS)
+    if wire.error_headers is not None:
+        headers.update(wire.error_headers(kind, code))
     if kind == "rate_limit":
         headers["retry-after"] = "2"
     return web.Response(status=status, body=body, headers=headers)
@@ -127,6 +129,10 @@ def _handler(wire: Wire, defaults: MockDefaults) -> Handler:
     memo: dict[tuple[bytes, str | None, str], tuple[dict[str, Any], Script]] = {}
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        if wire.check_headers is not None:
+            refused = wire.check_headers(request.headers)
+            if refused is not None:
+                return _error_response(wire, refused[0], refused[1], None, refused[2])
         raw = await request.read()
         header = request.headers.get("x-mock-scenario")
         cacheable = len(raw) <= _MEMO_MAX_BODY
@@ -188,6 +194,12 @@ ROUTES: list[tuple[str, Wire]] = [
     ("/v1/responses", openai_responses.WIRE),
     ("/v1/chat/completions", openai_chat.WIRE),
     ("/v1/messages", anthropic.WIRE),
+    ("/api/chat", ollama.WIRE),
+    ("/mistral/v1/chat/completions", mistral.WIRE),
+    ("/hf/v1/chat/completions", huggingface.WIRE),
+    ("/v1beta/models/{target}", gemini.WIRE),
+    ("/model/{modelId}/converse", bedrock.CONVERSE),
+    ("/model/{modelId}/converse-stream", bedrock.CONVERSE_STREAM),
 ]
 
 

@@ -7,7 +7,7 @@ A wire module turns a request body into a format-neutral :class:`~tollway.mock.s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -43,6 +43,11 @@ class Wire:
     # path parameters into the body before ``parse`` sees it.
     from_path: Callable[[dict[str, str], dict[str, Any]], dict[str, Any]] | None = None
     content_type: bytes = b"text/event-stream"  # of a streamed answer
+    # (kind, code) -> extra headers of an error response (Bedrock: the exception name in x-amzn-ErrorType).
+    error_headers: Callable[[ErrorKind, str | None], dict[str, str]] | None = None
+    # Refuse a request by its headers before its body is read (Bedrock: a missing or malformed SigV4
+    # Authorization header): None to accept, else (kind, message, code) of the error to answer with.
+    check_headers: Callable[[Mapping[str, str]], tuple[ErrorKind, str, str | None] | None] | None = None
 
 
 def sse(event: str, payload: bytes) -> bytes:
