@@ -7,6 +7,7 @@ from typing import Any
 from tollway.api.chat_request import parse_chat_request
 from tollway.api.chat_response import chat_completion_json
 from tollway.api.chat_stream import ChatStreamEncoder
+from tollway.api.context import response_headers
 from tollway.api.http import Request, read_json, send_json, start_stream
 from tollway.api.responses import enrichment_headers
 from tollway.api.streaming import run_stream
@@ -38,7 +39,7 @@ async def create_chat_completion(rt: Runtime, req: Request) -> None:
         outcome = await rt.pipeline.complete(p)
         payload = chat_completion_json(outcome.response, completion_id=completion_id, created=p.created_at,
                                        model=outcome.model, cost_usd=_cost(outcome), tollway=outcome.tollway)
-        await send_json(req.send, 200, payload, enrichment_headers(outcome))
+        await send_json(req.send, 200, payload, enrichment_headers(outcome) + response_headers(ctx))
         return
     run = await rt.pipeline.open_stream(p)
     enc = ChatStreamEncoder(completion_id, p.created_at, p.route.model, include_usage)
@@ -50,5 +51,5 @@ async def create_chat_completion(rt: Runtime, req: Request) -> None:
     def on_error(err: GatewayError, outcome: Outcome) -> bytes:
         return enc.error(err)
 
-    await start_stream(req.send)
+    await start_stream(req.send, response_headers(ctx))
     await run_stream(req, run, enc.feed, on_finish, on_error)

@@ -46,3 +46,12 @@ def authorization(req: Request) -> bytes | None:
         if name == b"authorization" or name == b"x-api-key":
             return bytes(value)
     return None
+
+
+def response_headers(ctx: RequestContext | None) -> list[tuple[bytes, bytes]]:
+    """Headers pipeline steps asked to add to the response (e.g. ``x-ratelimit-*`` from the rate limiter),
+    stored by them as ``ctx.extra["response_headers"]``: a list of ``(name, value)`` byte pairs."""
+    if ctx is None:
+        return []
+    headers: list[tuple[bytes, bytes]] = ctx.extra.get("response_headers", [])
+    return headers

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from tollway.api.context import response_headers
 from tollway.api.http import Request, read_json, send_chunk, send_json, start_stream
 from tollway.api.responses_request import parse_responses_request
 from tollway.api.responses_resource import ENCRYPTED_INCLUDE, build_resource, usage_json
@@ -58,7 +59,7 @@ async def create_response(rt: Runtime, req: Request) -> None:
         outcome = await rt.pipeline.complete(p)
         resource = _final_resource(p, outcome)
         rt.pipeline.remember(p, outcome, resource)
-        await send_json(req.send, 200, resource, enrichment_headers(outcome))
+        await send_json(req.send, 200, resource, enrichment_headers(outcome) + response_headers(ctx))
         return
     run = await rt.pipeline.open_stream(p)
     enc = ResponsesStreamEncoder(run.assembler, ENCRYPTED_INCLUDE in creq.include)
@@ -74,7 +75,7 @@ async def create_response(rt: Runtime, req: Request) -> None:
         failed = _final_resource(p, outcome, {"code": err.code or err.type, "message": err.message})
         return enc.error(err, failed)
 
-    await start_stream(req.send)
+    await start_stream(req.send, response_headers(ctx))
     await send_chunk(req.send, enc.start(snapshot))
     await run_stream(req, run, enc.feed, on_finish, on_error)
 
