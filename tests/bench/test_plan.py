@@ -22,6 +22,8 @@ def test_make_plan_overrides() -> None:
     assert (plan.mode, plan.duration_s, plan.rounds) == ("quick", 7, 4)
     assert make_plan(quick=False, duration_s=0).duration_s == 1
     assert make_plan(quick=False).mode == "full"
+    probe = make_plan(quick=True, probe_chunks=100, probe_delay_ms=0)
+    assert (probe.probe_chunks, probe.probe_delay_ms) == (100, 0)
 
 
 def test_rotation_changes_who_goes_first() -> None:

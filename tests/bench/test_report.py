@@ -120,6 +120,14 @@ def test_markdown_has_machine_ratios_tables_and_chart() -> None:
     assert "![latency percentiles and throughput per system](chart.png)" in md
     assert "- a note" in md
     assert "with detail" not in md
+    assert "RSS growth run: not run" in md
+
+
+def test_markdown_describes_the_long_run() -> None:
+    results = _results()
+    results["meta"]["settings"].update(long_run_requests=100_000, long_run_connections=64)
+    md = render_markdown(results, [], None)
+    assert "RSS growth run: at least 100,000 chat requests per system at 64 connections" in md
 
 
 def test_markdown_without_ratios_probe_or_chart() -> None:

@@ -1,0 +1,1 @@
+"""Benchmark harness for tollway: run with ``uv run python bench/run.py [--quick]`` (see bench/README.md)."""
