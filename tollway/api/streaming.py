@@ -39,10 +39,8 @@ async def run_stream(
     watcher = asyncio.create_task(_watch_disconnect(req, task))
     try:
         try:
-            async for delta in run.deltas():
-                frame = encode(delta)
-                if frame:
-                    await send_chunk(send, frame)
+            async for frames in run.frames(encode):
+                await send_chunk(send, frames)  # the events of one upstream read, whole frames, one write
         except GatewayError as err:
             log.info("stream failed", extra={"request_id": req.request_id, "code": err.code})
             await send_chunk(send, on_error(err, run.outcome(error=err)), more=False)

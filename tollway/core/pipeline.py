@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -314,30 +314,47 @@ class StreamRun:
         self.assembler = OutputAssembler()
         self.parser = prepared.route.adapter.stream_parser(prepared.req)
 
-    async def deltas(self) -> AsyncIterator[Delta]:
-        """Yield deltas; raise GatewayError for an upstream failure or a provider error event."""
+    async def frames(self, encode: Callable[[Delta], bytes]) -> AsyncIterator[bytes]:
+        """Relay the stream: every delta is applied to the assembler and encoded by the door's ``encode``
+        right away (encoders read the assembler's state as of that delta); the frames of one upstream
+        network read are yielded together so the door writes them in one send. Raises GatewayError for an
+        upstream failure or a provider error event, after yielding what came before it."""
         apply = self.assembler.apply
+        feed = self.parser.feed
         req = self.prepared.req
         provider = self.prepared.route.provider.name
-        try:
-            async for event, data in self.upstream.frames():
-                try:
-                    deltas = self.parser.feed(event, data)
-                except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
-                    raise GatewayError(502, f"{provider}: malformed stream event ({exc})", type="server_error",
-                                       code="upstream_invalid_response") from exc
-                for d in deltas:
-                    if isinstance(d, ToolCallStart):
-                        _check_allowed(req, d.name)
-                    apply(d)
-                    if isinstance(d, StreamError):
-                        raise GatewayError(502, f"{provider}: {d.message}", type=d.type, code=d.code)
-                    yield d
-            for d in self.parser.close():
+        out: list[bytes] = []
+
+        def relay(deltas: list[Delta]) -> None:
+            for d in deltas:
+                if isinstance(d, ToolCallStart):
+                    _check_allowed(req, d.name)
                 apply(d)
                 if isinstance(d, StreamError):
                     raise GatewayError(502, f"{provider}: {d.message}", type=d.type, code=d.code)
-                yield d
+                frame = encode(d)
+                if frame:
+                    out.append(frame)
+
+        try:
+            async for events in self.upstream.batches():
+                for event, data in events:
+                    try:
+                        deltas = feed(event, data)
+                    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
+                        raise GatewayError(502, f"{provider}: malformed stream event ({exc})",
+                                           type="server_error", code="upstream_invalid_response") from exc
+                    relay(deltas)
+                if out:
+                    yield b"".join(out)
+                    out.clear()
+            relay(self.parser.close())
+            if out:
+                yield b"".join(out)
+        except GatewayError:
+            if out:  # what arrived before the failure still reaches the client, then the error
+                yield b"".join(out)
+            raise
         finally:
             self.prepared.timings.upstream_ended = time.perf_counter()
             self.upstream.close()

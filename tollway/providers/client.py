@@ -16,6 +16,7 @@ import aiohttp
 
 from tollway.core.errors import GatewayError, upstream_error
 from tollway.providers.base import Adapter, UpstreamRequest
+from tollway.providers.framing import Event, decoder_for
 
 log = logging.getLogger("tollway.upstream")
 
@@ -96,64 +97,26 @@ class UpstreamClient:
 
 
 class UpstreamStream:
-    """Frames an upstream body into events: ``(event, data)`` pairs for SSE, ``(None, line)`` for NDJSON."""
+    """An open upstream stream, framed into events by the decoder for its format."""
 
     def __init__(self, resp: aiohttp.ClientResponse, provider: str, fmt: str) -> None:
         self._resp = resp
         self._provider = provider
-        self._fmt = fmt
+        self._decoder = decoder_for(fmt, provider)
 
-    async def frames(self) -> AsyncIterator[tuple[str | None, bytes]]:
+    async def batches(self) -> AsyncIterator[list[Event]]:
+        """The events of each network read, as one batch (never empty), then whatever the end flushes."""
+        decoder = self._decoder
         try:
-            if self._fmt == "eventstream":
-                async for frame in self._eventstream():
-                    yield frame
-                return
-            if self._fmt == "ndjson":
-                async for line in self._resp.content:
-                    line = line.strip()
-                    if line:
-                        yield None, line
-                return
-            event: str | None = None
-            data: list[bytes] = []
-            async for raw in self._resp.content:
-                line = raw.rstrip(b"\r\n")
-                if not line:
-                    if data:
-                        yield event, b"\n".join(data)
-                    event, data = None, []
-                    continue
-                if line.startswith(b"data:"):
-                    data.append(line[6:] if line[5:6] == b" " else line[5:])
-                elif line.startswith(b"event:"):
-                    event = line[6:].strip().decode()
-                # comments (":") and other fields (id:, retry:) are ignored
-            if data:
-                yield event, b"\n".join(data)
+            async for chunk in self._resp.content.iter_any():
+                events = decoder.feed(chunk)
+                if events:
+                    yield events
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_error(self._provider, exc) from exc
-
-    async def _eventstream(self) -> AsyncIterator[tuple[str | None, bytes]]:
-        """AWS ``application/vnd.amazon.eventstream`` binary framing, decoded by botocore's parser.
-        Yields ``(":event-type", payload)``; an exception message yields ``("exception:<type>", payload)``."""
-        from botocore.eventstream import EventStreamBuffer, ParserError
-
-        buffer = EventStreamBuffer()
-        async for chunk in self._resp.content.iter_any():
-            buffer.add_data(chunk)
-            try:
-                for message in buffer:
-                    headers = message.headers
-                    if headers.get(":message-type") == "exception":
-                        yield f"exception:{headers.get(':exception-type', 'unknown')}", message.payload
-                    elif headers.get(":message-type") == "error":
-                        yield f"exception:{headers.get(':error-code', 'unknown')}", message.payload
-                    else:
-                        yield headers.get(":event-type"), message.payload
-            except ParserError as exc:
-                raise GatewayError(502, f"{self._provider}: malformed event stream ({exc})", type="server_error",
-                                   code="upstream_invalid_response") from exc
+        rest = decoder.end()
+        if rest:
+            yield rest
 
     def close(self) -> None:
         self._resp.close()
