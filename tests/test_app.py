@@ -53,3 +53,32 @@ async def test_not_ready_and_method_not_allowed() -> None:
     assert status == 503 and body["error"]["code"] == "not_ready"
     status, _, body = await call(gw, "PUT", "/v1/responses")
     assert status == 405
+
+
+async def test_bad_tags_header_is_refused_and_recorded() -> None:
+    failures: list[Any] = []
+
+    class FakePipeline:
+        def fail(self, ctx: Any, err: Any) -> None:
+            failures.append((ctx.door, err.param))
+
+    class FakeRuntime:
+        auth = None
+        pipeline = FakePipeline()
+
+    gw = Gateway(Settings())
+    gw.runtime = FakeRuntime()  # type: ignore[assignment]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(msg: dict[str, Any]) -> None:
+        sent.append(msg)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/responses", "query_string": b"",
+             "headers": [(b"x-tollway-tags", b"=nokey")]}
+    await gw(scope, receive, send)
+    assert sent[0]["status"] == 400
+    assert orjson.loads(sent[1]["body"])["error"]["param"] == "x-tollway-tags"
+    assert failures == [("responses", "x-tollway-tags")]

@@ -20,6 +20,7 @@ from tollway.settings import Settings
 log = logging.getLogger("tollway")
 
 Handler = Callable[[Runtime, Request], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # (method, path) -> (handler, key scope required, door name for exchanges recorded in the ledger)
 Route = tuple[Handler, str | None, str]
@@ -57,6 +58,7 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.runtime: Runtime | None = None
+        self.admin: ASGIApp | None = None  # the admin API (FastAPI) for /admin/, built at start-up
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -64,6 +66,9 @@ class Gateway:
             if msg["type"] == "lifespan.startup":
                 try:
                     self.runtime = await Runtime.start(self.settings)
+                    from tollway.admin.app import create_admin_app
+
+                    self.admin = create_admin_app(self.runtime)
                 except (OSError, ValueError, RuntimeError) as exc:
                     log.error("start-up failed", extra={"error": str(exc)})
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -81,6 +86,9 @@ class Gateway:
             return
         if scope["type"] != "http":
             return
+        if scope["path"].startswith("/admin/"):
+            await self._admin(scope, receive, send)
+            return
         req = Request(scope, receive, send, scope.get("tollway.request_id", ""))
         route = _match(scope["method"], scope["path"], req.params)
         rt = self.runtime
@@ -95,8 +103,7 @@ class Gateway:
                 raise GatewayError(503, "gateway is starting", type="server_error", code="not_ready")
             handler, key_scope, door = route
             if key_scope is not None:
-                ctx = req.ctx = request_context(req)
-                ctx.door = door
+                ctx = request_context(req, door)
                 if rt.auth is not None:
                     await rt.auth.authenticate(ctx, authorization(req), key_scope)
             await handler(rt, req)
@@ -111,6 +118,12 @@ class Gateway:
             if not scope.get("tollway.responded"):
                 await send_error(send, GatewayError(500, "internal gateway error; see logs for request id "
                                                     + req.request_id, type="server_error", code="internal_error"))
+
+    async def _admin(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.admin is None:
+            await send_error(send, GatewayError(503, "gateway is starting", type="server_error", code="not_ready"))
+            return
+        await self.admin(scope, receive, send)
 
 
 def create_app(settings: Settings) -> RequestIdMiddleware:

@@ -10,6 +10,7 @@ import sys
 import orjson
 
 from tollway import __version__
+from tollway.admin import cli as admin_cli
 from tollway.logs import configure as configure_logging
 from tollway.settings import ConfigError, Settings, config_json_schema, load_settings
 
@@ -42,6 +43,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers)) if v}
     settings = settings.model_copy(update=overrides)
     configure_logging(settings.log_level)
+    from tollway.limits.workers import check_workers  # workers > 1 need Redis for shared limits
+
+    if (refusal := check_workers(settings)) is not None:
+        print(f"tollway: {refusal}", file=sys.stderr)
+        return 2
     upgrade(settings.database_url)
     if args.config:
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
@@ -130,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = dsub.add_parser("upgrade", help="apply migrations to the configured database")
     up.add_argument("--config")
     up.set_defaults(func=cmd_db_upgrade)
+    admin_cli.register(sub)  # orgs, teams, projects, keys, credentials
     return parser
 
 

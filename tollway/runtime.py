@@ -9,13 +9,16 @@ from aiohttp import web
 
 from tollway.core.pipeline import Pipeline
 from tollway.core.routing import MOCK_PROVIDER, ModelResolver
-from tollway.core.steps import Authenticator
+from tollway.core.steps import Authenticator, Guard
+from tollway.limits.service import Limits
+from tollway.metering.ledger.ledger import Ledger
 from tollway.metering.pricing import PriceTable
 from tollway.providers.base import Adapter, ProviderSettings
 from tollway.providers.client import UpstreamClient
 from tollway.providers.registry import adapter_for
 from tollway.settings import KNOWN_PROVIDERS, Settings
 from tollway.storage.responses import ResponseStore
+from tollway.tenancy.service import Tenancy
 
 log = logging.getLogger("tollway")
 
@@ -53,6 +56,9 @@ class Runtime:
     resolver: ModelResolver
     mock_runner: web.AppRunner | None = None
     auth: Authenticator | None = None  # None: open mode (no keys configured)
+    tenancy: Tenancy | None = None  # keys, end users, BYOK, live prices (None: open mode)
+    ledger: Ledger | None = None  # the usage ledger (spool + shipper)
+    limits: Limits | None = None  # budgets and rate limits
     started: list[str] = field(default_factory=list)
 
     @classmethod
@@ -80,11 +86,24 @@ class Runtime:
         await client.start()
         store = ResponseStore(settings.database_url)
         await store.start()
-        pipeline = Pipeline(resolver, client, prices, store, strict=settings.strict)
-        return cls(settings, pipeline, store, client, resolver, mock_runner)
+        ledger = await Ledger.start(settings)  # spool first: usage is never lost, even with the DB down
+        tenancy = await Tenancy.start_if_enabled(settings, prices)  # None: open mode (logged)
+        limits = await Limits.start(settings, prices)  # budgets and rate limits (Redis or this process)
+        guards: list[Guard] = [tenancy.model_guard] if tenancy else []
+        guards.append(limits.guard)
+        pipeline = Pipeline(resolver, client, prices, store, strict=settings.strict, recorders=[ledger.recorder],
+                            guards=guards, credentials=tenancy.credentials if tenancy else None)
+        return cls(settings, pipeline, store, client, resolver, mock_runner, ledger=ledger,
+                   auth=tenancy.auth if tenancy else None, tenancy=tenancy, limits=limits)
 
     async def stop(self) -> None:
         await self.pipeline.drain()
+        if self.limits is not None:  # after the drain: every settlement has run
+            await self.limits.stop()
+        if self.tenancy is not None:
+            await self.tenancy.stop()
+        if self.ledger is not None:  # bounded; rows not shipped stay in the spool file for the next start
+            await self.ledger.stop(timeout=5.0)
         await self.store.close(timeout=10.0)  # writes the backlog, bounded even when the DB is down
         await self.client.close()
         if self.mock_runner is not None:

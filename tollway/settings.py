@@ -133,15 +133,75 @@ class MockConfig(_Strict):
     delay_ms: float = Field(default=0.0, ge=0, description="Delay between streamed mock chunks.")
 
 
+class LimitsConfig(_Strict):
+    """Budgets and rate limits (rules are managed through the admin API; see docs/limits.md)."""
+
+    redis_failure_policy: Literal["open", "closed"] = Field(
+        default="open",
+        description="When Redis (REDIS_URL) is unreachable: `open` admits requests without budget or rate "
+        "checks, `closed` refuses them with 503 limits_unavailable. Either way it is logged and counted.",
+    )
+    unpriced_policy: Literal["refuse", "admit"] = Field(
+        default="refuse",
+        description="A request under a budget whose model has no price: `refuse` (402 model_unpriced) or "
+        "`admit` it unreserved, flagged with the x-tollway-budget: unpriced response header and a log line.",
+    )
+    budget_admission: Literal["fit", "cross"] = Field(
+        default="fit",
+        description="`fit`: admit only if the request's worst-case cost fits in what is left (no overspend "
+        "beyond estimation error); `cross`: admit while anything is left (overspend <= one reservation).",
+    )
+    timezone: str = Field(
+        default="UTC", description="IANA time zone in which daily/weekly/monthly budget periods start."
+    )
+    webhook_url: str | None = Field(
+        default=None, description="POST budget alerts (threshold crossed, exhausted) to this URL."
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key signing webhook bodies (x-tollway-signature header)."
+    )
+    per_worker_fallback: bool = Field(
+        default=False,
+        description="Allow --workers > 1 without REDIS_URL: every worker then enforces every limit on its "
+        "own (N workers admit up to N times each limit). Without it such a start is refused.",
+    )
+    lease_s: float = Field(
+        default=30.0, ge=1, le=3600,
+        description="Reservations and concurrency slots are leases renewed by their process every lease_s/3; "
+        "a crashed process's leases expire after at most lease_s.",
+    )
+    rules_poll_s: float = Field(
+        default=0.5, gt=0, le=60, description="Seconds between checks for budget / rate-limit rule changes."
+    )
+    reconcile_s: float = Field(
+        default=60.0, gt=0, description="Seconds between reconciliations of budget spend against the ledger."
+    )
+    redis_timeout_s: float = Field(
+        default=0.5, gt=0, le=30, description="Timeout of one Redis round trip on the request path."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+
 class Settings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
     database_url: str = Field(default="sqlite+aiosqlite:///./tollway.db", description="SQLite file or PostgreSQL.")
-    ledger_spool_path: str = Field(
-        default="./tollway-spool.db",
+    ledger_spool_path: str | None = Field(
+        default=None,
         description="Usage-ledger spool: every usage row is written to this local SQLite file (WAL) first and "
-        "shipped to the database in the background. Each worker process claims its own file beside it "
+        "shipped to the database in the background. Default: tollway-spool.db next to the SQLite database "
+        "file, else ./tollway-spool.db. Each worker process claims its own file beside it "
         "(tollway-spool.0.db, tollway-spool.1.db, ...); rows left by a stopped or killed process are "
         "shipped by the next one. Keep it on a persistent local disk.",
     )
@@ -179,10 +239,16 @@ class Settings(_Strict):
         "credentials it wrapped still decrypt.",
     )
     redis_url: str | None = Field(
-        default=None, description="Redis URL (env REDIS_URL); optional: pushes tenancy changes to every process."
+        default=None,
+        description="Redis URL (env REDIS_URL); optional: pushes tenancy changes to every process, and holds "
+        "budgets and rate limits shared by every worker and replica (without it they are per process).",
     )
     tenancy_poll_s: float = Field(
         default=0.25, gt=0, le=0.9, description="Seconds between checks for key/tenancy changes (revocation bound)."
+    )
+    limits: LimitsConfig = Field(
+        default_factory=LimitsConfig,
+        description="Budgets and rate limits: Redis failure policy, unpriced models, time zone, webhooks.",
     )
 
     @field_validator("models")

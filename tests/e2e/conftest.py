@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,8 @@ def gateway_settings(mock_url: str, database_url: str, **extra: object) -> Setti
         "models": {"fast": "anthropic/claude-haiku-4-5", "chatty": "compat/gpt-4o-mini"},
         "mock": {"enabled": True},
         "timeouts": {"connect": 2, "read": 5, "total": 20},
+        # keep each gateway's usage spool out of the working tree
+        "ledger_spool_path": os.path.join(tempfile.mkdtemp(prefix="tollway-spool-"), "spool.db"),
     }
     data.update(extra)
     return Settings.model_validate(data)

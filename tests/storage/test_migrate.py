@@ -12,7 +12,9 @@ from sqlalchemy.engine import Connection
 
 from tollway.storage.engine import create_engine
 from tollway.storage.migrate import VERSION_TABLE, current_revision, upgrade, upgrade_async
-from tollway.storage.models import Base
+from tollway.storage.schema import Base
+
+HEAD = "0005"  # the single head once the ledger, tenancy and limits branches are merged
 
 COLUMNS = {
     "id",
@@ -36,7 +38,7 @@ def _schema(connection: Connection) -> tuple[set[str], set[str], set[str]]:
 async def test_upgrade_empty_database_then_rerun(database_url: str) -> None:
     assert await current_revision(database_url) is None
     await upgrade_async(database_url)
-    assert await current_revision(database_url) == "0001"
+    assert await current_revision(database_url) == HEAD
     engine = create_engine(database_url)
     try:
         async with engine.connect() as connection:
@@ -49,12 +51,12 @@ async def test_upgrade_empty_database_then_rerun(database_url: str) -> None:
     assert {"ix_stored_responses_previous_response_id", "ix_stored_responses_created_at"} <= indexes
     # Idempotent: a second run (sync entry point, in a thread as `tollway db upgrade` would) is a no-op.
     await asyncio.to_thread(upgrade, database_url)
-    assert await current_revision(database_url) == "0001"
+    assert await current_revision(database_url) == HEAD
 
 
 async def test_concurrent_upgrades_migrate_once(database_url: str) -> None:
     await asyncio.gather(*(upgrade_async(database_url) for _ in range(3)))
-    assert await current_revision(database_url) == "0001"
+    assert await current_revision(database_url) == HEAD
 
 
 def _diff(connection: Connection) -> list[object]:
@@ -85,4 +87,4 @@ def test_sync_upgrade_creates_sqlite_file_and_parent_dirs_with_wal(tmp_path: Pat
     with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         (revision,) = connection.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchone()
-    assert revision == "0001"
+    assert revision == HEAD

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from tollway import __version__
-from tollway.admin import routes_keys, routes_pricing, routes_tree
+from tollway.admin import routes_keys, routes_pricing, routes_tree, routes_usage
 from tollway.admin.deps import AdminContext
 from tollway.admin.store import AdminStore
 from tollway.core.errors import GatewayError
@@ -99,7 +99,8 @@ def create_admin_app(rt: Runtime) -> FastAPI:
         redoc_url=None,
     )
     app.state.admin = admin_context(rt)
-    for router in (routes_tree.router, routes_keys.router, routes_pricing.router):
+    app.state.ledger = rt.ledger
+    for router in (routes_tree.router, routes_keys.router, routes_pricing.router, routes_usage.router):
         app.include_router(router, prefix=PREFIX)
     limits_admin.mount(app, rt.limits, PREFIX)  # budgets and rate limits
     app.add_exception_handler(GatewayError, _gateway_error)

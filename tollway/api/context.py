@@ -29,8 +29,10 @@ def parse_tags(raw: bytes) -> dict[str, str]:
     return tags
 
 
-def request_context(req: Request) -> RequestContext:
-    ctx = RequestContext(request_id=req.request_id, started=req.started)
+def request_context(req: Request, door: str = "") -> RequestContext:
+    """The context for ``req``, attached as ``req.ctx`` before any header is checked, so a request refused
+    for a bad header is still recorded."""
+    ctx = req.ctx = RequestContext(request_id=req.request_id, started=req.started, door=door)
     for name, value in req.scope["headers"]:
         if name == b"x-tollway-strict":
             ctx.strict = value.lower() in (b"true", b"1", b"yes")

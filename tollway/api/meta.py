@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from tollway.api.http import Request, send_json
 from tollway.runtime import Runtime
@@ -21,7 +22,27 @@ async def live(rt: Runtime, req: Request) -> None:
 
 
 async def ready(rt: Runtime, req: Request) -> None:
+    """200 while this worker serves and accounts for requests — also with the database down: usage rows
+    are then spooled on disk and shipped when it returns (``status: degraded``, said in ``detail``).
+    503 when the usage ledger's spool cannot take rows (full or unwritable)."""
     store_ok = await rt.store.ping()
-    status = 200 if store_ok else 503
-    await send_json(req.send, status, {"status": "ok" if store_ok else "unavailable",
-                                       "checks": {"store": "ok" if store_ok else "unreachable"}})
+    checks = {"store": "ok" if store_ok else "unreachable"}
+    body: dict[str, Any] = {"status": "ok", "checks": checks}
+    db_ok, spool_ok = store_ok, True
+    if rt.ledger is not None:
+        stats = rt.ledger.stats()
+        spool_ok = stats.spool_ok
+        db_ok = db_ok and stats.database_ok
+        if not spool_ok:
+            checks["ledger"] = "spool_full" if stats.spool_full else "spool_unwritable"
+        else:
+            checks["ledger"] = "ok" if stats.database_ok else "spooling"
+        body["ledger"] = stats.to_json()
+    if not spool_ok:
+        body["status"] = "unavailable"
+        body["detail"] = "the usage ledger spool cannot take rows; requests would go unaccounted"
+    elif not db_ok:
+        body["status"] = "degraded"
+        body["detail"] = ("database unreachable: still serving; usage is spooled on disk and shipped when the "
+                          "database returns")
+    await send_json(req.send, 200 if spool_ok else 503, body)

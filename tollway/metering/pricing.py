@@ -287,20 +287,25 @@ class PriceTable:
             _split_key(key)
         table = {key: ModelPrice.from_mapping(spec, key) for key, spec in models.items()}
         self._table = _Index(table)
+        self.table_version = version
+        self.source = source
+        self.set_overrides(overrides or {})
+
+    def set_overrides(self, overrides: Mapping[str, Mapping[str, object]]) -> None:
+        """Replace every operator override (config ``prices:`` plus the admin API's) at runtime. All of
+        them are validated before any is applied: a ValueError leaves the table as it was."""
         over: dict[str, ModelPrice] = {}
-        for key, spec in (overrides or {}).items():
+        for key, spec in overrides.items():
             provider, model = _split_key(key)
             base_key = self._table.find(provider, _aliases(provider, model))
-            base = None if base_key is None else table[base_key]
+            base = None if base_key is None else self._table.entries[base_key]
             over[key] = ModelPrice.from_mapping(spec, f"prices.{key}", base)
-        self._overrides = _Index(over)
-        self.table_version = version
-        self.version = version if not over else f"{version}+local.{_digest(over)}"
-        self.source = source
         by_provider: dict[str, set[str]] = {}
-        for key in (*table, *over):
+        for key in (*self._table.entries, *over):
             provider, model = _split_key(key)
             by_provider.setdefault(provider, set()).add(model)
+        self._overrides = _Index(over)
+        self.version = self.table_version if not over else f"{self.table_version}+local.{_digest(over)}"
         self._by_provider = {provider: sorted(models_) for provider, models_ in by_provider.items()}
         self._cache: dict[tuple[str, str], tuple[str, ModelPrice] | None] = {}
 

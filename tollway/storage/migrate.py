@@ -46,7 +46,7 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "heads") -> None:
+def upgrade(database_url: str, revision: str = "head") -> None:
     """Migrate ``database_url`` to ``revision`` (synchronous; no event loop may be running)."""
     try:
         asyncio.get_running_loop()
@@ -56,7 +56,7 @@ def upgrade(database_url: str, revision: str = "heads") -> None:
     raise RuntimeError("upgrade() cannot run inside a running event loop; use `await upgrade_async(...)`")
 
 
-async def upgrade_async(database_url: str, revision: str = "heads") -> None:
+async def upgrade_async(database_url: str, revision: str = "head") -> None:
     """Migrate ``database_url`` to ``revision`` from inside a running event loop."""
     config = alembic_config(database_url)
     engine = create_engine(database_url)

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from tollway.storage.engine import create_engine
 from tollway.storage.migrate import VERSION_TABLE
-from tollway.storage.models import Base
+from tollway.storage.schema import Base
 from tollway.storage.urls import normalise_database_url
 
 
