@@ -34,10 +34,31 @@ def app_factory() -> object:
     return create_app(settings)
 
 
+def _migrate_at_start(settings: Settings) -> bool:
+    """Apply migrations. With the database unreachable: go on in spool mode when the config allows it
+    (``start_without_database``), saying so; otherwise a clear message and False."""
+    from tollway.storage.engine import DB_ERRORS
+    from tollway.storage.migrate import upgrade
+    from tollway.storage.urls import normalise_database_url
+
+    try:
+        upgrade(settings.database_url)
+    except DB_ERRORS as exc:
+        where = normalise_database_url(settings.database_url).split("@")[-1]  # never print credentials
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        if settings.start_without_database:
+            print(f"tollway: database {where} is unreachable at start-up ({reason}); serving anyway: usage is "
+                  "spooled on disk and shipped when it returns, stored responses and admin writes fail until "
+                  "then", file=sys.stderr)
+            return True
+        print(f"tollway: database {where} is unreachable at start-up ({reason}). Start it, fix DATABASE_URL, "
+              "or set start_without_database: true to serve in spool mode.", file=sys.stderr)
+        return False
+    return True
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
-
-    from tollway.storage.migrate import upgrade
 
     settings = _load(args.config)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers)) if v}
@@ -48,7 +69,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if (refusal := check_workers(settings)) is not None:
         print(f"tollway: {refusal}", file=sys.stderr)
         return 2
-    upgrade(settings.database_url)
+    if not _migrate_at_start(settings):
+        return 2
     if args.config:
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
     if not settings.providers:

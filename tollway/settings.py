@@ -216,6 +216,11 @@ class Settings(_Strict):
         "ledger_spool_max_rows when reached.",
     )
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Request body limit (413 above).")
+    start_without_database: bool = Field(
+        default=False,
+        description="Serve even when the database is unreachable at start-up (usage spooled on disk); "
+        "default: exit with a clear message.",
+    )
     strict: bool = Field(default=False, description="Fail requests that cannot be carried to the provider exactly.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
