@@ -76,10 +76,12 @@ async def test_settlement_on_every_outcome(mock_url: str, database: str, redis_u
         # 3. upstream error before any output
         status, _, body = await respond(s, gw, key["key"], "[mock:fault=500] boom")
         assert status == 502
+        await state()  # its settlement frees the single concurrency slot before the next request
         # 4. client disconnect mid-stream (Anthropic reports the input tokens at message_start)
         async with s.post(f"{gw}/v1/responses", headers={**auth, "x-request-id": "lim-cut"}, json={
                 "model": "claude-sonnet-4-5", "stream": True, "max_output_tokens": 200,
                 "input": "[mock:delay_ms=300] " + "word " * 40}) as resp:
+            assert resp.status == 200, await resp.read()
             async for line in resp.content:
                 if b"response.output_text.delta" in line:
                     break

@@ -148,10 +148,12 @@ async def fire(s: aiohttp.ClientSession, gw: str, n: int, kind: str, prefix: str
         r.close()
         e.status, e.http_status, e.error_code, e.check_cost = "client_disconnected", 499, "client_disconnected", False
     elif kind == "abandon":  # the client gives up on a slow non-streaming answer: the upstream call is still billed
-        body = {"model": "gpt-4o-mini", "input": f"[mock:delay_ms=1000] hello {n}", "store": False}
+        # the answer takes ~3 s; the client waits 1 s, long enough for a loaded gateway to have accepted the
+        # request (a connection closed before the server even read the request is not a request it served)
+        body = {"model": "gpt-4o-mini", "input": f"[mock:delay_ms=1500] hello {n}", "store": False}
         try:  # own connection: the request is sent at once, not queued behind the shared pool
             async with aiohttp.ClientSession() as own, own.post(
-                    gw + "/v1/responses", json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=0.3)) as r:
+                    gw + "/v1/responses", json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=1.0)) as r:
                 raise AssertionError(f"answered before the client gave up: {r.status}")
         except TimeoutError:
             e.check_cost = False
