@@ -82,3 +82,35 @@ async def test_bad_tags_header_is_refused_and_recorded() -> None:
     assert sent[0]["status"] == 400
     assert orjson.loads(sent[1]["body"])["error"]["param"] == "x-tollway-tags"
     assert failures == [("responses", "x-tollway-tags")]
+
+
+async def test_cancelled_exchange_is_still_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    failures: list[Any] = []
+
+    class FakePipeline:
+        def fail(self, ctx: Any, err: Any) -> None:
+            failures.append((ctx.door, err.status, err.code))
+
+    class FakeRuntime:
+        auth = None
+        pipeline = FakePipeline()
+
+    async def cancelled(rt: Any, req: Any) -> None:
+        raise asyncio.CancelledError
+
+    monkeypatch.setitem(app_module.ROUTES, ("POST", "/v1/responses"), (cancelled, "responses", "responses"))
+    gw = Gateway(Settings())
+    gw.runtime = FakeRuntime()  # type: ignore[assignment]
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(msg: dict[str, Any]) -> None:
+        raise AssertionError("nothing is sent to a client that is gone")
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/responses", "headers": [], "query_string": b""}
+    with pytest.raises(asyncio.CancelledError):
+        await gw(scope, receive, send)
+    assert failures == [("responses", 499, "client_disconnected")]

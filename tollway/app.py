@@ -6,6 +6,7 @@ no framework sits on the hot path.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -113,6 +114,10 @@ class Gateway:
             if err.status == 499 or scope.get("tollway.responded"):
                 return
             await send_error(send, err)
+        except asyncio.CancelledError:  # the server cancelled us (client gone): the exchange is still recorded
+            if rt is not None and req.ctx is not None and req.ctx.door:
+                rt.pipeline.fail(req.ctx, GatewayError(499, "client disconnected", code="client_disconnected"))
+            raise
         except Exception:  # the error boundary: log with context, answer in the envelope, never crash
             log.exception("unhandled error", extra={"request_id": req.request_id, "path": scope["path"]})
             if not scope.get("tollway.responded"):
