@@ -4,6 +4,7 @@ its own event loop, so tests talk to it over real HTTP with any client (aiohttp,
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import threading
 import time
@@ -21,10 +22,18 @@ from tollway.storage.migrate import upgrade
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A free port for a server started in another process. Picked below the kernel's ephemeral range
+    (32768+), so the many client connections a test run opens cannot take it between the pick and the
+    server's bind."""
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 class _Loop(threading.Thread):
@@ -59,11 +68,16 @@ def running_gateway(settings: Settings) -> Iterator[str]:
     migrate = threading.Thread(target=upgrade, args=(settings.database_url,))
     migrate.start()  # alembic runs its own event loop; keep it off any loop the caller is running
     migrate.join(60)
-    port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, loop="asyncio", http="httptools",
-                            lifespan="on", log_config=None, access_log=False)
+    # bind the listening socket here and hand it to uvicorn: no window in which another process can take a
+    # port picked in advance
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(settings), loop="asyncio", http="httptools", lifespan="on", log_config=None,
+                            access_log=False)
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
@@ -75,3 +89,4 @@ def running_gateway(settings: Settings) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(15)
+        sock.close()
