@@ -34,6 +34,7 @@ import orjson
 from tollway.core import reasoning_state
 from tollway.core.errors import invalid
 from tollway.core.types import JSON, CanonicalRequest, Fidelity, FunctionTool, Item
+from tollway.providers.items import TEXT_PARTS, call_arguments, system_text
 
 PROVIDER = "anthropic"
 DEFAULT_MAX_TOKENS = 4096
@@ -46,7 +47,6 @@ THINKING_BUDGETS: dict[str, int] = {
     "xhigh": 24576,
 }
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-_TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 _BAD_ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
 _JSON_OBJECT_INSTRUCTION = "Respond with one valid JSON object only, with no other text and no code fences."
 
@@ -129,7 +129,7 @@ def _content_blocks(content: Any, param: str, fidelity: Fidelity) -> list[JSON]:
             fidelity.dropped.append(f"{param}[{j}]")
             continue
         ptype = part.get("type")
-        if ptype in _TEXT_PARTS:
+        if ptype in TEXT_PARTS:
             text = part.get("text")
             if text:  # Anthropic rejects empty text blocks
                 blocks.append({"type": "text", "text": text})
@@ -149,29 +149,8 @@ def _content_blocks(content: Any, param: str, fidelity: Fidelity) -> list[JSON]:
     return blocks
 
 
-def _system_text(content: Any, param: str, fidelity: Fidelity) -> str:
-    if isinstance(content, str):
-        return content
-    texts: list[str] = []
-    for j, part in enumerate(content if isinstance(content, list) else ()):
-        if isinstance(part, dict) and part.get("type") in _TEXT_PARTS:
-            texts.append(part.get("text") or "")
-        else:
-            fidelity.dropped.append(f"{param}[{j}]")
-    return "".join(texts)
-
-
 def _tool_use_block(item: Item, param: str) -> JSON:
-    arguments = item.get("arguments")
-    if arguments is None or arguments == "":
-        args: Any = {}
-    else:
-        try:
-            args = orjson.loads(arguments)
-        except (orjson.JSONDecodeError, TypeError):
-            raise invalid("Function call arguments must be a JSON object.", f"{param}.arguments") from None
-        if not isinstance(args, dict):
-            raise invalid("Function call arguments must be a JSON object.", f"{param}.arguments")
+    args = call_arguments(item, param)
     return {
         "type": "tool_use",
         "id": _tool_id(item.get("call_id"), f"{param}.call_id"),
@@ -243,7 +222,7 @@ def convert_input(items: list[Item], fidelity: Fidelity) -> tuple[list[str], lis
             if role in ("user", "assistant"):
                 push(role, _content_blocks(item.get("content"), f"{param}.content", fidelity))
             elif role in ("system", "developer"):
-                text = _system_text(item.get("content"), f"{param}.content", fidelity)
+                text = system_text(item.get("content"), f"{param}.content", fidelity)
                 if text:
                     system.append(text)
             else:

@@ -51,6 +51,7 @@ from tollway.core import reasoning_state
 from tollway.core.errors import invalid
 from tollway.core.types import JSON, CanonicalRequest, Fidelity, FunctionTool, Item
 from tollway.providers.anthropic_request import MIN_THINKING_BUDGET, THINKING_BUDGETS
+from tollway.providers.items import TEXT_PARTS, call_arguments, system_text
 
 PROVIDER = "bedrock"
 DEFAULT_MAX_TOKENS = 4096
@@ -77,7 +78,6 @@ _DOCUMENT_FORMATS: dict[str, str] = {
     "text/plain": "txt",
     "text/markdown": "md",
 }
-_TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 _BAD_ID_CHARS = re.compile(r"[^a-zA-Z0-9_.:-]")
 _MAX_ID = 64
 _BAD_DOC_NAME_CHARS = re.compile(r"[^a-zA-Z0-9\s\-()\[\]]")
@@ -221,7 +221,7 @@ def _content_blocks(content: Any, param: str, fidelity: Fidelity) -> list[JSON]:
             continue
         ptype = part.get("type")
         block: JSON | None = None
-        if ptype in _TEXT_PARTS:
+        if ptype in TEXT_PARTS:
             text = part.get("text")
             if text:
                 block = {"text": text}
@@ -239,29 +239,8 @@ def _content_blocks(content: Any, param: str, fidelity: Fidelity) -> list[JSON]:
     return blocks
 
 
-def _system_text(content: Any, param: str, fidelity: Fidelity) -> str:
-    if isinstance(content, str):
-        return content
-    texts: list[str] = []
-    for j, part in enumerate(content if isinstance(content, list) else ()):
-        if isinstance(part, dict) and part.get("type") in _TEXT_PARTS:
-            texts.append(part.get("text") or "")
-        else:
-            fidelity.dropped.append(f"{param}[{j}]")
-    return "".join(texts)
-
-
 def _tool_use_block(item: Item, param: str) -> JSON:
-    arguments = item.get("arguments")
-    if arguments is None or arguments == "":
-        args: Any = {}
-    else:
-        try:
-            args = orjson.loads(arguments)
-        except (orjson.JSONDecodeError, TypeError):
-            raise invalid("Function call arguments must be a JSON object.", f"{param}.arguments") from None
-        if not isinstance(args, dict):
-            raise invalid("Function call arguments must be a JSON object.", f"{param}.arguments")
+    args = call_arguments(item, param)
     return {
         "toolUse": {
             "toolUseId": tool_use_id(item.get("call_id"), f"{param}.call_id"),
@@ -331,7 +310,7 @@ def convert_input(items: list[Item], fidelity: Fidelity) -> tuple[list[str], lis
             if role in ("user", "assistant"):
                 push(role, _content_blocks(item.get("content"), f"{param}.content", fidelity))
             elif role in ("system", "developer"):
-                text = _system_text(item.get("content"), f"{param}.content", fidelity)
+                text = system_text(item.get("content"), f"{param}.content", fidelity)
                 if text:
                     system.append(text)
             else:

@@ -54,6 +54,7 @@ import orjson
 from tollway.core import reasoning_state
 from tollway.core.errors import invalid
 from tollway.core.types import JSON, CanonicalRequest, Fidelity, Item
+from tollway.providers.items import TEXT_PARTS, call_arguments
 
 PROVIDER = "gemini"
 SYNTH_CALL_PREFIX = "gmcall_"
@@ -68,7 +69,6 @@ THINKING_BUDGETS: dict[str, int] = {
     "xhigh": 32768,
 }
 MAX_STOP_SEQUENCES = 5
-_TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 _IMAGE_EXTENSIONS: dict[str, str] = {
     "png": "image/png",
     "jpg": "image/jpeg",
@@ -146,7 +146,7 @@ def _user_parts(content: Any, param: str, fidelity: Fidelity) -> list[JSON]:
             fidelity.dropped.append(f"{param}[{j}]")
             continue
         ptype = part.get("type")
-        if ptype in _TEXT_PARTS:
+        if ptype in TEXT_PARTS:
             if part.get("text"):
                 parts.append({"text": part["text"]})
         elif ptype == "refusal":
@@ -166,26 +166,13 @@ def _plain_text(content: Any, param: str, fidelity: Fidelity) -> str:
         return content
     texts: list[str] = []
     for j, part in enumerate(content if isinstance(content, list) else ()):
-        if isinstance(part, dict) and part.get("type") in _TEXT_PARTS:
+        if isinstance(part, dict) and part.get("type") in TEXT_PARTS:
             texts.append(part.get("text") or "")
         elif isinstance(part, dict) and part.get("type") == "refusal":
             texts.append(part.get("refusal") or "")
         else:
             fidelity.dropped.append(f"{param}[{j}]")
     return "".join(texts)
-
-
-def _call_args(item: Item, param: str) -> JSON:
-    arguments = item.get("arguments")
-    if arguments is None or arguments == "":
-        return {}
-    try:
-        args = orjson.loads(arguments)
-    except (orjson.JSONDecodeError, TypeError):
-        raise invalid("Function call arguments must be a JSON object.", f"{param}.arguments") from None
-    if not isinstance(args, dict):
-        raise invalid("Function call arguments must be a JSON object.", f"{param}.arguments")
-    return args
 
 
 def _call_id(item: Item, param: str) -> str:
@@ -276,7 +263,7 @@ def _model_parts(
                 parts.append(part)
         elif itype == "function_call":
             call_id = _call_id(item, param)
-            call: JSON = {"name": item.get("name"), "args": _call_args(item, param)}
+            call: JSON = {"name": item.get("name"), "args": call_arguments(item, param)}
             if not call_id.startswith(SYNTH_CALL_PREFIX):
                 call["id"] = call_id
             part = {"functionCall": call}

@@ -38,9 +38,9 @@ import orjson
 from tollway.core import reasoning_state
 from tollway.core.errors import invalid
 from tollway.core.types import JSON, CanonicalRequest, Fidelity, FunctionTool, Item
+from tollway.providers.items import TEXT_PARTS, call_arguments
 
 PROVIDER = "ollama"
-_TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 # think levels gpt-oss understands, per canonical reasoning effort
 _GPT_OSS_LEVELS: dict[str, str] = {
     "minimal": "low",
@@ -113,7 +113,7 @@ def _content(content: Any, param: str, images: list[str] | None, fidelity: Fidel
     for j, part in enumerate(content if isinstance(content, list) else ()):
         where = f"{param}[{j}]"
         ptype = part.get("type") if isinstance(part, dict) else None
-        if ptype in _TEXT_PARTS:
+        if ptype in TEXT_PARTS:
             texts.append(part.get("text") or "")
         elif ptype == "refusal":
             texts.append(part.get("refusal") or "")
@@ -124,19 +124,6 @@ def _content(content: Any, param: str, images: list[str] | None, fidelity: Fidel
         else:
             fidelity.dropped.append(f"{where} ({ptype})")
     return "\n".join(texts)
-
-
-def _arguments(item: Item, param: str) -> JSON:
-    raw = item.get("arguments")
-    if raw is None or raw == "":
-        return {}
-    try:
-        args = orjson.loads(raw)
-    except (orjson.JSONDecodeError, TypeError):
-        raise invalid("Function call arguments must be a JSON object.", f"{param}.arguments") from None
-    if not isinstance(args, dict):
-        raise invalid("Function call arguments must be a JSON object.", f"{param}.arguments")
-    return args
 
 
 def _tool_output(output: Any, param: str, fidelity: Fidelity) -> str:
@@ -212,7 +199,7 @@ def convert_input(items: list[Item], fidelity: Fidelity) -> list[JSON]:
             call_id = item.get("call_id")
             if isinstance(call_id, str) and isinstance(name, str):
                 names[call_id] = name
-            call = {"function": {"name": name, "arguments": _arguments(item, param)}}
+            call = {"function": {"name": name, "arguments": call_arguments(item, param)}}
             open_assistant(False).setdefault("tool_calls", []).append(call)
         elif itype == "function_call_output":
             assistant = None
