@@ -132,3 +132,21 @@ async def test_a_too_short_master_key_stops_start_up(migrated_url: str, tmp_path
     with pytest.raises(RuntimeError, match="at least 16 characters"):
         async with running(settings_for(migrated_url, tmp_path, master_key="short")):
             pass
+
+
+async def test_models_list_shows_only_what_the_key_may_call(migrated_url: str, tmp_path: Path) -> None:
+    settings = settings_for(migrated_url, tmp_path, master_key=MASTER,
+                            models={"fast": "mock/mock", "other": "mock/mock-other"})
+    async with running(settings) as h:
+        t = await tree(h)
+        narrow = await h.ok("POST", "/keys", {"name": "n", "project_id": t["project"]["id"],
+                                              "allowed_models": ["fast"]}, 201)
+        wide = await h.ok("POST", "/keys", {"name": "w", "project_id": t["project"]["id"]}, 201)
+
+        async def ids(key: str) -> set[str]:
+            r = await h.client.get("/v1/models", headers={"authorization": f"Bearer {key}"})
+            assert r.status_code == 200, r.text
+            return {m["id"] for m in r.json()["data"]}
+
+        assert await ids(narrow["key"]) == {"fast"}
+        assert await ids(wide["key"]) == {"fast", "other", "mock"}

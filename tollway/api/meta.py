@@ -12,8 +12,12 @@ _BOOT = int(time.time())
 
 
 async def list_models(rt: Runtime, req: Request) -> None:
-    data = [{"id": mid, "object": "model", "created": _BOOT, "owned_by": owner}
-            for mid, owner in rt.resolver.model_catalog()]
+    catalog = rt.resolver.model_catalog()
+    principal = req.ctx.principal if req.ctx is not None else None
+    if rt.tenancy is not None and principal is not None and principal.allowed_models:
+        guard = rt.tenancy.model_guard  # a key sees only the models it may call
+        catalog = [(mid, owner) for mid, owner in catalog if guard.allows(principal, mid, rt.resolver.resolve(mid))]
+    data = [{"id": mid, "object": "model", "created": _BOOT, "owned_by": owner} for mid, owner in catalog]
     await send_json(req.send, 200, {"object": "list", "data": data})
 
 

@@ -19,7 +19,7 @@ import fnmatch
 import re
 import time
 
-from tollway.core.context import ExchangeRecord, RequestContext
+from tollway.core.context import ExchangeRecord, Principal, RequestContext
 from tollway.core.errors import GatewayError
 from tollway.core.routing import Route
 from tollway.core.types import CanonicalRequest
@@ -105,14 +105,18 @@ class ModelGuard:
             self._compiled[globs] = pattern
         return pattern
 
-    async def admit(self, ctx: RequestContext, req: CanonicalRequest, route: Route) -> None:
-        principal = ctx.principal
+    def allows(self, principal: Principal | None, requested: str, route: Route) -> bool:
+        """Whether the key may use ``requested`` (resolved to ``route``): its globs are matched against the
+        name asked for, ``<provider>/<model>`` and the upstream model id; no globs allow every model."""
         if principal is None or not principal.allowed_models:
-            return
+            return True
         match = self._pattern(principal.allowed_models).match
-        qualified = f"{route.provider.name}/{route.model}"
-        if match(req.model) or match(qualified) or match(route.model):
+        return bool(match(requested) or match(f"{route.provider.name}/{route.model}") or match(route.model))
+
+    async def admit(self, ctx: RequestContext, req: CanonicalRequest, route: Route) -> None:
+        if self.allows(ctx.principal, req.model, route):
             return
+        qualified = f"{route.provider.name}/{route.model}"
         raise _forbidden(f"This API key may not use model {req.model!r} ({qualified}).", "model_not_allowed",
                          "model")
 
