@@ -114,3 +114,17 @@ async def test_cancelled_exchange_is_still_recorded(monkeypatch: pytest.MonkeyPa
     with pytest.raises(asyncio.CancelledError):
         await gw(scope, receive, send)
     assert failures == [("responses", 499, "client_disconnected")]
+
+
+def test_settle_heap_freezes_start_up_objects() -> None:
+    import gc
+
+    from tollway.runtime import GC_THRESHOLDS, settle_heap
+
+    before = gc.get_threshold()
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > 0 and gc.get_threshold() == GC_THRESHOLDS
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
