@@ -47,11 +47,10 @@ from typing import Any
 
 import orjson
 
-from tollway.core import reasoning_state
 from tollway.core.errors import invalid
 from tollway.core.types import JSON, CanonicalRequest, Fidelity, FunctionTool, Item
 from tollway.providers.anthropic_request import MIN_THINKING_BUDGET, THINKING_BUDGETS
-from tollway.providers.items import TEXT_PARTS, call_arguments, system_text
+from tollway.providers.items import TEXT_PARTS, call_arguments, own_reasoning_state, system_text
 
 PROVIDER = "bedrock"
 DEFAULT_MAX_TOKENS = 4096
@@ -263,17 +262,8 @@ def _tool_result_block(item: Item, param: str, fidelity: Fidelity) -> JSON:
 
 
 def _reasoning_block(item: Item, param: str, fidelity: Fidelity) -> JSON | None:
-    encrypted = item.get("encrypted_content")
-    if not isinstance(encrypted, str) or not encrypted:
-        fidelity.dropped.append(f"{param}.reasoning (no provider state)")
-        return None
-    unwrapped = reasoning_state.unwrap(encrypted)
-    if unwrapped is None:
-        fidelity.dropped.append(f"{param}.reasoning (corrupt state)")
-        return None
-    provider, state = unwrapped
-    if provider != PROVIDER:
-        fidelity.dropped.append(f"{param}.reasoning (state from {provider})")
+    state = own_reasoning_state(item, param, PROVIDER, fidelity)
+    if state is None:
         return None
     redacted = state.get("redacted")
     if isinstance(redacted, str) and redacted:

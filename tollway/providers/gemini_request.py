@@ -51,10 +51,9 @@ from typing import Any
 
 import orjson
 
-from tollway.core import reasoning_state
 from tollway.core.errors import invalid
 from tollway.core.types import JSON, CanonicalRequest, Fidelity, Item
-from tollway.providers.items import TEXT_PARTS, call_arguments
+from tollway.providers.items import TEXT_PARTS, call_arguments, own_reasoning_state
 
 PROVIDER = "gemini"
 SYNTH_CALL_PREFIX = "gmcall_"
@@ -195,17 +194,8 @@ def _is_model_item(item: Item) -> bool:
 
 
 def _gemini_state(item: Item, param: str, fidelity: Fidelity) -> JSON | None:
-    encrypted = item.get("encrypted_content")
-    if not isinstance(encrypted, str) or not encrypted:
-        fidelity.dropped.append(f"{param}.reasoning (no provider state)")
-        return None
-    unwrapped = reasoning_state.unwrap(encrypted)
-    if unwrapped is None:
-        fidelity.dropped.append(f"{param}.reasoning (corrupt state)")
-        return None
-    provider, state = unwrapped
-    if provider != PROVIDER:
-        fidelity.dropped.append(f"{param}.reasoning (state from {provider})")
+    state = own_reasoning_state(item, param, PROVIDER, fidelity)
+    if state is None:
         return None
     if not isinstance(state.get("sigs"), list):
         fidelity.dropped.append(f"{param}.reasoning (corrupt state)")

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from tollway.core import reasoning_state
 from tollway.core.errors import invalid
 from tollway.core.types import JSON, Fidelity, Item
 
@@ -38,3 +39,21 @@ def system_text(content: Any, param: str, fidelity: Fidelity) -> str:
         else:
             fidelity.dropped.append(f"{param}[{j}]")
     return "".join(texts)
+
+
+def own_reasoning_state(item: Item, param: str, provider: str, fidelity: Fidelity) -> JSON | None:
+    """The opaque state of a reasoning item when ``provider`` produced it; otherwise None, with the item
+    reported dropped (no state, a corrupt envelope, or state from another provider — never sent garbled)."""
+    encrypted = item.get("encrypted_content")
+    if not isinstance(encrypted, str) or not encrypted:
+        fidelity.dropped.append(f"{param}.reasoning (no provider state)")
+        return None
+    unwrapped = reasoning_state.unwrap(encrypted)
+    if unwrapped is None:
+        fidelity.dropped.append(f"{param}.reasoning (corrupt state)")
+        return None
+    origin, state = unwrapped
+    if origin != provider:
+        fidelity.dropped.append(f"{param}.reasoning (state from {origin})")
+        return None
+    return state
