@@ -32,7 +32,6 @@ from bench.upstream import Upstream
 
 SERVER_CPU = "0"
 LOAD_CPU = "1"
-HEADERS = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
 LONG_RUN_SEGMENT_S = 10
 LONG_RUN_CAP_S = 1200
 OTHER_LOAD_WARN_PCT = 10.0
@@ -164,7 +163,7 @@ def _script(run: Run, name: str, endpoint: Endpoint, stream: bool) -> Path:
     path = run.workdir / f"wrk-{name}-{endpoint}-{'stream' if stream else 'json'}.lua"
     if not path.exists():
         body = bodies.request_body(endpoint, systems.model_for(name, endpoint), stream)
-        path.write_text(lua_script(body, HEADERS))
+        path.write_text(lua_script(body, run.running[name].headers))
     return path
 
 
@@ -190,7 +189,7 @@ def smoke_check(status: int, body: bytes, endpoint: Endpoint, stream: bool) -> s
 def _smoke(run: Run, name: str, system: systems.System, scenario: Scenario) -> str | None:
     body = bodies.request_body(scenario.endpoint, systems.model_for(name, scenario.endpoint), scenario.stream)
     try:
-        status, answer = http_post(system.port, bodies.PATHS[scenario.endpoint], body, HEADERS)
+        status, answer = http_post(system.port, bodies.PATHS[scenario.endpoint], body, system.headers)
     except (OSError, http.client.HTTPException) as exc:
         return f"{type(exc).__name__}: {exc}"
     return smoke_check(status, answer, scenario.endpoint, scenario.stream)
@@ -335,7 +334,7 @@ async def _one_sample(
 ) -> stream_probe.StreamSample:
     body = bodies.request_body(endpoint, systems.model_for(name, endpoint), stream=True)
     try:
-        return await stream_probe.sample(session, _url(system, endpoint), body, HEADERS)
+        return await stream_probe.sample(session, _url(system, endpoint), body, system.headers)
     except (aiohttp.ClientError, TimeoutError):
         return stream_probe.StreamSample(status=0, ttfb_s=0.0, event_times_s=[])
 
@@ -377,7 +376,7 @@ def _results(run: Run, interrupted: bool) -> dict[str, Any]:
                 **run.plan.to_json(),
                 "wrk": "wrk -t1 --timeout 10s (one thread, keep-alive, closed loop)",
                 "nginx": "1 worker, access_log off, fixed bodies (json/sse), pass-through to the mock for the probe",
-                "tollway": "tollway serve --workers 1, default production settings",
+                "tollway": "tollway serve --workers 1, default production settings, auth on (project-scoped key)",
                 "litellm": "litellm --num_workers 1, no DB, disable_spend_logs, no master key",
                 "bare": "uvicorn (uvloop, httptools) + aiohttp ClientSession + orjson, no logic",
             },

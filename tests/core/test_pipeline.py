@@ -134,10 +134,11 @@ class CountingGuard:
         self.admitted = 0
         self.settled: list[str] = []
 
-    async def admit(self, ctx: RequestContext, req: CanonicalRequest, route: Any) -> None:
+    async def admit(self, ctx: RequestContext, req: CanonicalRequest, route: Any) -> bool:
         if self.refuse:
             raise GatewayError(402, "budget", type="insufficient_quota", code="budget_exceeded")
         self.admitted += 1
+        return True
 
     async def settle(self, ctx: RequestContext, record: ExchangeRecord) -> None:
         self.settled.append(record.status)

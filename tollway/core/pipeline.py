@@ -157,10 +157,9 @@ class Pipeline:
                 code="fidelity_strict",
                 param=fields[0],
             )
-        admitted: list[Guard] = ctx.extra.setdefault("admitted", [])
         for guard in self.guards:
-            await guard.admit(ctx, req, route)
-            admitted.append(guard)
+            if await guard.admit(ctx, req, route):
+                ctx.extra.setdefault("admitted", []).append(guard)
         return Prepared(
             req=req,
             route=route,

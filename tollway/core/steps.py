@@ -25,7 +25,10 @@ class CredentialSource(Protocol):
 
 
 class Guard(Protocol):
-    async def admit(self, ctx: RequestContext, req: CanonicalRequest, route: Route) -> None: ...
+    async def admit(self, ctx: RequestContext, req: CanonicalRequest, route: Route) -> bool:
+        """Admit or raise; True when the request now holds something (a reservation, a slot) that
+        ``settle`` must release — False skips the settlement (no task, no work) for this request."""
+        ...
 
     async def settle(self, ctx: RequestContext, record: ExchangeRecord) -> None: ...
 

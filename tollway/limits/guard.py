@@ -144,7 +144,15 @@ class LimitsGuard:
         """Wall time on the backend's clock."""
         return time.time() + self._offset_s
 
-    async def admit(self, ctx: RequestContext, req: CanonicalRequest, route: Route) -> None:
+    async def admit(self, ctx: RequestContext, req: CanonicalRequest, route: Route) -> bool:
+        """Check and reserve; True when the request holds something :meth:`settle` must release."""
+        book = self.rules.book
+        if book.empty and book.loaded:  # no rule at all: nothing to check, nothing to settle
+            return False
+        await self._check(ctx, req, route)
+        return EXTRA_KEY in ctx.extra
+
+    async def _check(self, ctx: RequestContext, req: CanonicalRequest, route: Route) -> None:
         book = self.rules.book
         if not book.loaded:
             self._no_check(ctx, "the rules are not loaded yet (database unreachable)")

@@ -113,9 +113,9 @@ class ModelGuard:
         match = self._pattern(principal.allowed_models).match
         return bool(match(requested) or match(f"{route.provider.name}/{route.model}") or match(route.model))
 
-    async def admit(self, ctx: RequestContext, req: CanonicalRequest, route: Route) -> None:
+    async def admit(self, ctx: RequestContext, req: CanonicalRequest, route: Route) -> bool:
         if self.allows(ctx.principal, req.model, route):
-            return
+            return False  # nothing held: no settlement
         qualified = f"{route.provider.name}/{route.model}"
         raise _forbidden(f"This API key may not use model {req.model!r} ({qualified}).", "model_not_allowed",
                          "model")
