@@ -59,7 +59,9 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.runtime: Runtime | None = None
-        self.admin: ASGIApp | None = None  # the admin API (FastAPI) for /admin/, built at start-up
+        # The admin API (FastAPI) for /admin/, built on its first request: FastAPI and the admin models cost
+        # ~10 MB of RSS that a gateway nobody administers through this process never needs.
+        self.admin: ASGIApp | None = None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -67,9 +69,6 @@ class Gateway:
             if msg["type"] == "lifespan.startup":
                 try:
                     self.runtime = await Runtime.start(self.settings)
-                    from tollway.admin.app import create_admin_app
-
-                    self.admin = create_admin_app(self.runtime)
                 except (OSError, ValueError, RuntimeError) as exc:
                     log.error("start-up failed", extra={"error": str(exc)})
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -125,10 +124,16 @@ class Gateway:
                                                     + req.request_id, type="server_error", code="internal_error"))
 
     async def _admin(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.admin is None:
-            await send_error(send, GatewayError(503, "gateway is starting", type="server_error", code="not_ready"))
-            return
-        await self.admin(scope, receive, send)
+        admin = self.admin
+        if admin is None:
+            if self.runtime is None:
+                await send_error(send, GatewayError(503, "gateway is starting", type="server_error",
+                                                    code="not_ready"))
+                return
+            from tollway.admin.app import create_admin_app
+
+            admin = self.admin = create_admin_app(self.runtime)
+        await admin(scope, receive, send)
 
 
 def create_app(settings: Settings) -> RequestIdMiddleware:

@@ -88,3 +88,33 @@ def test_sync_upgrade_creates_sqlite_file_and_parent_dirs_with_wal(tmp_path: Pat
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         (revision,) = connection.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchone()
     assert revision == HEAD
+
+
+def test_head_constant_is_alembics_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    from tollway.storage.migrate import HEAD_REVISION, alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite+aiosqlite:///:memory:"))
+    assert script.get_heads() == [HEAD_REVISION]
+
+
+def test_start_up_on_a_database_at_head_does_not_load_alembic(tmp_path: Path) -> None:
+    """Alembic is only imported when there is something to migrate (it would stay resident: RSS)."""
+    import subprocess
+    import sys
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    code = ("import sys; from tollway.storage.migrate import upgrade; upgrade(%r); "
+            "print('alembic' in sys.modules)")
+    first = subprocess.run([sys.executable, "-c", code % url], capture_output=True, text=True, check=True)
+    again = subprocess.run([sys.executable, "-c", code % url], capture_output=True, text=True, check=True)
+    assert (first.stdout.strip(), again.stdout.strip()) == ("True", "False")
+
+
+async def test_a_database_behind_head_is_still_migrated(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.sqlite'}"
+    await upgrade_async(url, "0001")
+    assert await current_revision(url) == "0001"
+    await upgrade_async(url)
+    assert await current_revision(url) == HEAD

@@ -16,7 +16,6 @@ from tollway.limits.cache import RuleCache
 from tollway.limits.guard import LimitsGuard
 from tollway.limits.memory_backend import MemoryBackend
 from tollway.limits.reconcile import Reconciler
-from tollway.limits.redis_backend import RedisBackend
 from tollway.limits.rules import BudgetRule
 from tollway.limits.store import RuleStore
 from tollway.limits.webhooks import Webhooks
@@ -46,7 +45,13 @@ class Limits:
         rules = RuleCache(store, config.rules_poll_s)
         await rules.start()
         url = settings.redis_url
-        backend: Backend = RedisBackend(url, config.redis_timeout_s) if url else MemoryBackend()
+        backend: Backend
+        if url:  # redis-py is imported only when Redis is configured (it costs ~13 MB of RSS)
+            from tollway.limits.redis_backend import RedisBackend
+
+            backend = RedisBackend(url, config.redis_timeout_s)
+        else:
+            backend = MemoryBackend()
         webhooks = None
         if config.webhook_url:
             secret = config.webhook_secret.get_secret_value().encode() if config.webhook_secret else None
