@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.storage.engine import create_engine
 from tollway.storage.urls import normalise_database_url
