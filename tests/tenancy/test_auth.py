@@ -180,3 +180,23 @@ async def test_snapshot_not_loaded_is_503(engine: AsyncEngine) -> None:
     auth = KeyAuthenticator(TenancyCache(engine), EndUserRegistry(engine))
     err = await refused(auth, b"Bearer tw_live_AAAAAAAAAAAA_" + b"a" * 32)
     assert (err.status, err.code) == (503, "auth_unavailable")
+
+
+async def test_parsed_header_cache_changes_no_decision_and_stays_bounded(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tollway.tenancy import auth as auth_module
+
+    key = await key_ops.create_key(world.store, MASTER, name="hot", project_id=world.project["id"])
+    header = f"Bearer {key['key']}".encode()
+    for _ in range(3):  # served from the parse cache after the first
+        await world.auth.authenticate(ctx(), header, "chat")
+    await key_ops.revoke_key(world.store, MASTER, key["id"])
+    assert (await refused(world.auth, header)).code == "key_revoked"  # revocation still applies at once
+    wrong = header[:-1] + (b"x" if header[-1:] != b"x" else b"y")
+    for _ in range(2):
+        assert (await refused(world.auth, wrong)).code == "invalid_api_key"
+    monkeypatch.setattr(auth_module, "PARSE_CACHE_SIZE", 8)
+    for i in range(50):
+        await refused(world.auth, f"Bearer tw_live_{i:012d}_{'a' * 32}".encode())
+    assert len(world.auth._parsed) <= 8

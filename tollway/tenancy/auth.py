@@ -29,6 +29,9 @@ from tollway.tenancy.end_users import EndUserRegistry
 from tollway.tenancy.snapshot import KeyEntry
 
 _KEY_HELP = "send it as `Authorization: Bearer <key>` or `x-api-key: <key>`"
+# Parsed header values (shape check + sha256 of the presented key): a pure function of the bytes, so caching
+# it changes no decision — revocation, expiry and the digest comparison still run on every request.
+PARSE_CACHE_SIZE = 4096
 
 
 def _unauthorized(message: str, code: str) -> GatewayError:
@@ -43,6 +46,18 @@ class KeyAuthenticator:
     def __init__(self, cache: TenancyCache, end_users: EndUserRegistry) -> None:
         self.cache = cache
         self.end_users = end_users
+        self._parsed: dict[bytes, keys.ParsedKey | None] = {}
+
+    def _parse(self, authorization: bytes) -> keys.ParsedKey | None:
+        try:
+            return self._parsed[authorization]
+        except KeyError:
+            pass
+        parsed = keys.parse(keys.from_header(authorization))
+        if len(self._parsed) >= PARSE_CACHE_SIZE:  # bounded: a flood of random keys cannot grow it
+            self._parsed.clear()
+        self._parsed[authorization] = parsed
+        return parsed
 
     def verify(self, authorization: bytes | None) -> KeyEntry:
         """The live key entry for an ``Authorization`` / ``x-api-key`` value, or a 401 naming the reason."""
@@ -52,7 +67,7 @@ class KeyAuthenticator:
         if not snapshot.loaded:
             raise GatewayError(503, "API keys are not loaded yet (the database is unreachable); retry shortly",
                                type="server_error", code="auth_unavailable", headers={"retry-after": "1"})
-        parsed = keys.parse(keys.from_header(authorization))
+        parsed = self._parse(authorization)
         if parsed is None:
             raise _unauthorized("Invalid API key: not a tollway key (tw_live_… / tw_test_…).", "invalid_api_key")
         entry = snapshot.keys.get(parsed.lookup_id)
