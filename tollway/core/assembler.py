@@ -8,10 +8,10 @@ reads the slot each delta touched to emit its events, and at the end the assembl
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from tollway.core.ids import random_hex
 from tollway.core.types import (
     CanonicalResponse,
     Delta,
@@ -34,7 +34,7 @@ _ID_PREFIX = {"message": "msg_", "function_call": "fc_", "reasoning": "rs_", "fu
 
 
 def new_id(prefix: str) -> str:
-    return prefix + os.urandom(12).hex()
+    return prefix + random_hex(12)
 
 
 def item_id_for(item: Item) -> str:

@@ -3,16 +3,16 @@ when it is a sane token, else a new ``req_…`` id). The id is put in ``scope["t
 
 from __future__ import annotations
 
-import os
 import re
 
 from tollway.api.http import Message, Receive, Scope, Send
+from tollway.core.ids import random_hex
 
 _SAFE = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 def new_request_id() -> str:
-    return "req_" + os.urandom(12).hex()
+    return "req_" + random_hex(12)
 
 
 class RequestIdMiddleware:

@@ -41,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import re
 import sqlite3
 import threading
@@ -53,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tollway.core.ids import random_hex
 from tollway.metering.ledger.entries import encode_row
 
 log = logging.getLogger("tollway.ledger")
@@ -132,7 +132,7 @@ def slot_paths(base: Path) -> list[Path]:
 
 def new_entry_id() -> str:
     """32 hex characters, time-ordered (nanoseconds, then 64 random bits)."""
-    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
+    return f"{time.time_ns():016x}{random_hex(8)}"
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
