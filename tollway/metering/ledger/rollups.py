@@ -6,12 +6,16 @@ that insert actually created (``INSERT … ON CONFLICT DO NOTHING RETURNING``): 
 nothing and adds nothing, so the rollups always equal the sum of ``usage_ledger`` — :func:`from_rows` and
 :func:`stored` compute both sides for checks, and :func:`rebuild` recomputes the rollups from the rows.
 
-* PostgreSQL: one ``INSERT … ON CONFLICT (key) DO UPDATE SET n = usage_daily.n + excluded.n`` — atomic
-  under concurrent shippers (keys are sorted so concurrent batches lock in the same order), exact
-  ``NUMERIC`` arithmetic.
+* PostgreSQL: ``INSERT … ON CONFLICT (key) DO UPDATE SET n = usage_daily.n + excluded.n``, one per key
+  in one ``executemany`` — atomic under concurrent shippers (keys are sorted so concurrent batches lock in
+  the same order), exact ``NUMERIC`` arithmetic.
 * SQLite (amounts are decimal text, see :mod:`.tables`): read the affected rollups, add in
   :class:`~decimal.Decimal`, write the new totals. Safe because the ledger insert before it already holds
   SQLite's single write lock for the rest of the transaction.
+
+The statements are driver SQL built once from the table (the key lookup: one text per key count), so a
+batch costs no SQL compilation and no per-row parameter processing; the shipper's rows are folded
+per key with C-level sums (:func:`fold_rows`).
 
 The ``model`` dimension is the model as requested (an alias stays an alias); ``provider`` says where it
 went, and each ledger row also keeps the upstream model.
@@ -20,17 +24,21 @@ went, and each ledger row also keeps the upstream model.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
+from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, select, tuple_
+from sqlalchemy import Table, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tollway.metering.ledger.entries import ERROR_STATUSES, decimal_text
+from tollway.metering.ledger.entries import COLUMN_INDEX, ERROR_STATUSES, decimal_text
 from tollway.metering.ledger.tables import ROLLUP_DIMENSIONS, TOKEN_COLUMNS, UsageDailyRow, UsageLedgerRow
 
 DAILY = cast(Table, UsageDailyRow.__table__)
@@ -81,6 +89,11 @@ class Totals:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.cost_usd += other.cost_usd
 
+    def params(self, *, money_as_text: bool) -> tuple[Any, ...]:
+        """The counters and the cost in ``_COUNTERS`` order, then ``cost_usd``."""
+        cost = decimal_text(self.cost_usd) if money_as_text else self.cost_usd
+        return (*(getattr(self, name) for name in _COUNTERS), cost)
+
     def values(self, *, money_as_text: bool) -> dict[str, Any]:
         out: dict[str, Any] = {name: getattr(self, name) for name in _COUNTERS}
         out["cost_usd"] = decimal_text(self.cost_usd) if money_as_text else self.cost_usd
@@ -123,49 +136,147 @@ def fold(rows: Iterable[Mapping[Any, Any]]) -> dict[RollupKey, Totals]:
 
 
 async def apply(conn: AsyncConnection, inserted: Iterable[Mapping[Any, Any]]) -> None:
-    """Add freshly inserted ledger rows to the rollups (inside the inserting transaction)."""
-    deltas = fold(inserted)
+    """Add freshly inserted ledger rows, by column name, to the rollups (inside the inserting transaction)."""
+    await _apply(conn, fold(inserted))
+
+
+async def apply_rows(conn: AsyncConnection, inserted: Sequence[Sequence[Any]]) -> None:
+    """:func:`apply` for rows in the shipper's form: column values in
+    :data:`~tollway.metering.ledger.entries.LEDGER_COLUMNS` order, as the driver binds them."""
+    await _apply(conn, fold_rows(inserted))
+
+
+_DIMS_OF = itemgetter(*(COLUMN_INDEX[name] for name in ROLLUP_DIMENSIONS))
+_STATUS = COLUMN_INDEX["status"]
+_TOTAL_OF = itemgetter(COLUMN_INDEX["total_usd"])
+_TOKENS_OF = tuple((name, itemgetter(COLUMN_INDEX[name])) for name in TOKEN_COLUMNS)
+
+
+def fold_rows(rows: Iterable[Sequence[Any]]) -> dict[RollupKey, Totals]:
+    """:func:`fold` for rows in column order (``day`` a date or ISO text, amounts ``Decimal`` or text).
+    Groups the rows first and sums each group with C-level ``sum``/``map``: a batch has few keys."""
+    groups: dict[tuple[Any, ...], list[Sequence[Any]]] = {}
+    for row in rows:
+        dims = _DIMS_OF(row)
+        group = groups.get(dims)
+        if group is None:
+            groups[dims] = [row]
+        else:
+            group.append(row)
+    out: dict[RollupKey, Totals] = {}
+    for dims, members in groups.items():
+        amounts = list(map(_TOTAL_OF, members))
+        cost = Decimal(0)
+        for amount in amounts:
+            if amount is not None:
+                cost += amount if amount.__class__ is Decimal else Decimal(amount)
+        totals = Totals(
+            requests=len(members),
+            error_requests=sum(1 for row in members if row[_STATUS] in ERROR_STATUSES),
+            unpriced_requests=amounts.count(None),
+            cost_usd=cost,
+        )
+        for name, getter in _TOKENS_OF:
+            setattr(totals, name, sum(map(getter, members)))
+        key = rollup_key(dict(zip(ROLLUP_DIMENSIONS, dims, strict=True)))
+        known = out.get(key)
+        if known is None:
+            out[key] = totals
+        else:  # NULL and '' are the same rollup dimension
+            known.add(totals)
+    return out
+
+
+async def _apply(conn: AsyncConnection, deltas: dict[RollupKey, Totals]) -> None:
     if not deltas:
         return
-    keys = sorted(deltas)
-    if conn.dialect.name == "postgresql":
-        for i in range(0, len(keys), _KEY_CHUNK):
-            await _add_postgresql(conn, keys[i : i + _KEY_CHUNK], deltas)
-    else:
-        for i in range(0, len(keys), _KEY_CHUNK):
-            await _add_read_modify_write(conn, keys[i : i + _KEY_CHUNK], deltas)
+    keys = sorted(deltas)  # concurrent shippers lock rollup rows in the same order
+    add = _add_postgresql if conn.dialect.name == "postgresql" else _add_read_modify_write
+    for i in range(0, len(keys), _KEY_CHUNK):
+        await add(conn, keys[i : i + _KEY_CHUNK], deltas)
 
 
-def _row(key: RollupKey, totals: Totals, *, money_as_text: bool) -> dict[str, Any]:
-    return {**dict(zip(ROLLUP_DIMENSIONS, key, strict=True)), **totals.values(money_as_text=money_as_text)}
+# The rollup statements, as driver SQL built once from the table: no per-batch compilation, no per-row
+# parameter processing (a batch touches a handful of rollup rows).
+_AMOUNTS = (*_COUNTERS, "cost_usd")
+_INSERT_COLUMNS = ", ".join((*ROLLUP_DIMENSIONS, *_AMOUNTS))
+_KEY_COLUMNS = ", ".join(ROLLUP_DIMENSIONS)
+_WIDTH = len(ROLLUP_DIMENSIONS) + len(_AMOUNTS)
+_PG_UPSERT = (
+    f"INSERT INTO {DAILY.name} ({_INSERT_COLUMNS}) VALUES ({', '.join(f'${i}' for i in range(1, _WIDTH + 1))}) "
+    f"ON CONFLICT ({_KEY_COLUMNS}) DO UPDATE SET "
+    + ", ".join(f"{name} = {DAILY.name}.{name} + excluded.{name}" for name in _AMOUNTS)
+)
+_SQLITE_UPSERT = (
+    f"INSERT INTO {DAILY.name} ({_INSERT_COLUMNS}) VALUES ({', '.join('?' * _WIDTH)}) "
+    f"ON CONFLICT ({_KEY_COLUMNS}) DO UPDATE SET " + ", ".join(f"{name} = excluded.{name}" for name in _AMOUNTS)
+)
+_SQLITE_KEY = "(" + ", ".join("?" * len(ROLLUP_DIMENSIONS)) + ")"
+
+
+_SQLITE_JOIN = " AND ".join(f"d.{name} = k.column{i}" for i, name in enumerate(ROLLUP_DIMENSIONS, 1))
+
+
+@lru_cache(maxsize=32)
+def _sqlite_current(keys: int) -> str:
+    """The stored rollups of ``keys`` keys (one statement text per key count; SQLite caches its plan). A join
+    on the key list, so each key is one search of the unique index: ``(day, …) IN (VALUES …)`` — what
+    SQLAlchemy's ``tuple_().in_()`` renders — scans the whole table on SQLite."""
+    columns = ", ".join(f"d.{name}" for name in (*ROLLUP_DIMENSIONS, *_AMOUNTS))
+    return (f"SELECT {columns} FROM (VALUES {', '.join([_SQLITE_KEY] * keys)}) AS k "
+            f"JOIN {DAILY.name} AS d ON {_SQLITE_JOIN}")
+
+
+def _sqlite_key(key: RollupKey) -> tuple[Any, ...]:
+    return (key[0].isoformat(), *key[1:])  # a Date column holds ISO text on SQLite
 
 
 async def _add_postgresql(conn: AsyncConnection, keys: list[RollupKey], deltas: dict[RollupKey, Totals]) -> None:
-    stmt = pg_insert(DAILY).values([_row(k, deltas[k], money_as_text=False) for k in keys])
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(ROLLUP_DIMENSIONS),
-        set_={name: DAILY.c[name] + stmt.excluded[name] for name in (*_COUNTERS, "cost_usd")},
-    )
-    await conn.execute(stmt)
+    # executemany runs the upserts in key order: rows are locked in the same order by every shipper.
+    await conn.exec_driver_sql(_PG_UPSERT, [(*k, *deltas[k].params(money_as_text=False)) for k in keys])
 
 
 async def _add_read_modify_write(
     conn: AsyncConnection, keys: list[RollupKey], deltas: dict[RollupKey, Totals]
 ) -> None:
-    dims = [DAILY.c[name] for name in ROLLUP_DIMENSIONS]
-    result = await conn.execute(select(DAILY).where(tuple_(*dims).in_(keys)))
-    current = {rollup_key(row): Totals.from_db(row) for row in result.mappings()}
+    flat = tuple(value for key in keys for value in _sqlite_key(key))
+    names = (*ROLLUP_DIMENSIONS, *_AMOUNTS)
+    found = await sqlite_driver_sql(conn, _sqlite_current(len(keys)), flat)
+    current = {}
+    for values in found:
+        row = dict(zip(names, values, strict=True))
+        current[rollup_key(row)] = Totals.from_db(row)
     rows = []
     for key in keys:
         totals = current.get(key) or Totals()
         totals.add(deltas[key])
-        rows.append(_row(key, totals, money_as_text=True))
-    stmt = sqlite_insert(DAILY).values(rows)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(ROLLUP_DIMENSIONS),
-        set_={name: stmt.excluded[name] for name in (*_COUNTERS, "cost_usd")},
-    )
-    await conn.execute(stmt)
+        rows.append((*_sqlite_key(key), *totals.params(money_as_text=True)))
+    await sqlite_driver_sql(conn, _SQLITE_UPSERT, rows, many=True)
+
+
+_AIOSQLITE_CLOSED = (("no active connection",), ("Connection closed",))
+
+
+async def sqlite_driver_sql(
+    conn: AsyncConnection, sql: str, params: Sequence[Any], *, many: bool = False
+) -> list[tuple[Any, ...]]:
+    """Run driver SQL on the aiosqlite connection under ``conn``, in ``conn``'s transaction, in ONE round
+    trip to aiosqlite's thread (SQLAlchemy's adapter makes four — cursor, execute, fetchall, close — at
+    ~0.4 ms of CPU per statement, against 0.1 ms). Returns the rows (none for ``many``: executemany).
+    Driver errors are raised as SQLAlchemy's, as through SQLAlchemy (an IntegrityError stays a row error)."""
+    driver: Any = (await conn.get_raw_connection()).driver_connection
+    try:
+        if many:
+            await driver.executemany(sql, params)
+            return []
+        return list(await driver.execute_fetchall(sql, params))
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, sqlite3.Error, hide_parameters=True) from exc
+    except ValueError as exc:  # aiosqlite's own, for a closed connection: not the rows' fault
+        if exc.args not in _AIOSQLITE_CLOSED:
+            raise
+        lost = sqlite3.OperationalError(str(exc))
+        raise DBAPIError.instance(sql, None, lost, sqlite3.Error, hide_parameters=True) from exc
 
 
 _ROW_COLUMNS = [LEDGER.c[name] for name in (
@@ -189,6 +300,10 @@ async def stored(conn: AsyncConnection) -> dict[RollupKey, Totals]:
     """The rollups as stored in ``usage_daily``."""
     result = await conn.execute(select(DAILY))
     return {rollup_key(row): Totals.from_db(row) for row in result.mappings()}
+
+
+def _row(key: RollupKey, totals: Totals, *, money_as_text: bool) -> dict[str, Any]:
+    return {**dict(zip(ROLLUP_DIMENSIONS, key, strict=True)), **totals.values(money_as_text=money_as_text)}
 
 
 async def rebuild(conn: AsyncConnection) -> int:

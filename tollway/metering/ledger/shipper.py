@@ -17,6 +17,13 @@ Rows the database refuses for their content (integrity or data errors; :func:`is
 the queue forever: the batch is then retried row by row and a row that still fails on its own is
 *quarantined* — kept in the spool file, out of the shipping order, logged and counted. A payload that
 does not even decode as a ledger row is quarantined the same way.
+
+Cost per row (it runs on the gateway's core): the payload is decoded straight into driver parameters in
+column order (:func:`~tollway.metering.ledger.entries.sqlite_params` / ``postgresql_params``) and the
+INSERT is driver SQL built once — PostgreSQL: the batch as one JSON text unpacked by the server, a single
+prepared statement; SQLite: a multi-row VALUES of a few fixed sizes, run on the aiosqlite connection in one round
+trip — so SQLAlchemy neither compiles nor processes parameters per row. The rollups likewise
+(:mod:`.rollups`).
 """
 
 from __future__ import annotations
@@ -25,17 +32,25 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 import orjson
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import String
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.metering.ledger import rollups
-from tollway.metering.ledger.entries import db_values
-from tollway.metering.ledger.rollups import LEDGER
+from tollway.metering.ledger.entries import (
+    LEDGER_COLUMNS,
+    postgresql_form,
+    postgresql_params,
+    sqlite_form,
+    sqlite_params,
+)
+from tollway.metering.ledger.rollups import LEDGER, sqlite_driver_sql
 from tollway.metering.ledger.spool import Spool, SpooledRow, SpoolError
 from tollway.storage.engine import DB_ERRORS
 from tollway.storage.writer import describe, is_row_error
@@ -43,28 +58,96 @@ from tollway.storage.writer import describe, is_row_error
 log = logging.getLogger("tollway.ledger")
 
 _DECODE_ERRORS = (orjson.JSONDecodeError, TypeError, ValueError, KeyError, ArithmeticError)
-# Rows per INSERT: 35 bound parameters each, under the 32,766 limit of SQLite and asyncpg.
+# Rows per INSERT: 33 bound parameters each on SQLite (29,700 at most), under its limit of 32,766
+# (PostgreSQL binds one JSON text).
 MAX_BATCH = 900
 _SHIP_ERRORS: tuple[type[BaseException], ...] = (*DB_ERRORS, TypeError, ValueError)
 
+Row = list[Any]  # usage_ledger values in LEDGER_COLUMNS order, in the driver's form (entries.*_params)
 
-_INSERT_PG = pg_insert(LEDGER).on_conflict_do_nothing(index_elements=["id"]).returning(LEDGER.c.id)
-_INSERT_SQLITE = sqlite_insert(LEDGER).on_conflict_do_nothing(index_elements=["id"]).returning(LEDGER.c.id)
+# The ledger INSERT as driver SQL, built once from the table: SQLAlchemy's per-row parameter processing
+# cost more than the database's own work. Both skip ids already present and return the ids inserted.
+_ID = LEDGER_COLUMNS.index("id")
+_COLUMN_LIST = ", ".join(LEDGER_COLUMNS)
+_CONFLICT = "ON CONFLICT (id) DO NOTHING RETURNING id"
+_SQLITE_ROW = "(" + ", ".join("?" * len(LEDGER_COLUMNS)) + ")"
+
+
+def _pg_value(i: int, name: str) -> str:
+    """Column ``name`` from the JSON array ``e`` (the row): text as is, the rest cast from their JSON text
+    (exact: numeric and timestamp from their decimal / ISO text, float8 from the shortest round-trip repr)."""
+    if name == "tags":
+        return f"(e->{i})::jsonb"
+    column_type = LEDGER.c[name].type
+    if isinstance(column_type, String):
+        return f"e->>{i}"
+    return f"(e->>{i})::{column_type.compile(dialect=PGDialect())}"  # type: ignore[no-untyped-call]
+
+
+# PostgreSQL: the whole batch as ONE JSON text parameter, unpacked by the server — one prepared statement
+# whatever the row count, and nothing per value on the client but orjson (asyncpg's array encoder spent
+# ~10 µs per row on per-element type checks).
+_INSERT_PG = (
+    f"INSERT INTO {LEDGER.name} ({_COLUMN_LIST}) SELECT "
+    + ", ".join(_pg_value(i, name) for i, name in enumerate(LEDGER_COLUMNS))
+    + f" FROM json_array_elements($1::text::json) AS r(e) {_CONFLICT}"
+)
+
+
+def sqlite_statement_rows(rows: int) -> int:
+    """Rows of the SQLite statement that inserts ``rows`` rows: the next power of two up to 32, then the next
+    multiple of 50 (a full default batch of 500 needs no padding). SQLite caches every statement text it
+    prepares (128 per connection), and a prepared multi-row INSERT holds ~3 kB per row: one text per row
+    count let partial batches pin over 150 MB of statements; these are at most 24 texts. The missing rows are
+    copies of the last row: the same id again, which ON CONFLICT skips (it is inserted and returned once)."""
+    if rows <= 32:
+        return 1 << (rows - 1).bit_length()
+    return -(-rows // 50) * 50
+
+
+@lru_cache(maxsize=32)
+def _insert_sqlite(rows: int) -> str:
+    """SQLite: a multi-row VALUES statement (qmark parameters, row after row)."""
+    return f"INSERT INTO {LEDGER.name} ({_COLUMN_LIST}) VALUES {', '.join([_SQLITE_ROW] * rows)} {_CONFLICT}"
+
+
+async def _insert_ids(conn: AsyncConnection, rows: Sequence[Row]) -> set[Any]:
+    """Insert rows (at most MAX_BATCH), skipping ids already present; the ids inserted."""
+    if conn.dialect.name == "postgresql":
+        result = await conn.exec_driver_sql(_INSERT_PG, (orjson.dumps(rows).decode(),))
+        return set(result.scalars().all())
+    size = sqlite_statement_rows(len(rows))
+    padded = chain(chain.from_iterable(rows), rows[-1] * (size - len(rows)))
+    return {found[0] for found in await sqlite_driver_sql(conn, _insert_sqlite(size), tuple(padded))}
+
+
+async def insert_rows(conn: AsyncConnection, rows: Sequence[Row]) -> list[Row]:
+    """Insert ledger rows (skipping ids already present) and add the inserted ones to the rollups; returns
+    the inserted rows. Run inside a transaction."""
+    created: set[Any] = set()
+    for i in range(0, len(rows), MAX_BATCH):
+        created |= await _insert_ids(conn, rows[i : i + MAX_BATCH])
+    inserted = []
+    for row in rows:
+        if row[_ID] in created:
+            created.discard(row[_ID])  # an id twice in one batch is inserted (and counted) once
+            inserted.append(row)
+    await rollups.apply_rows(conn, inserted)
+    return inserted
 
 
 async def insert_entries(conn: AsyncConnection, values: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Insert ledger rows (skipping ids already present) and add the inserted ones to the rollups; returns
-    the inserted rows. Run inside a transaction."""
-    if not values:
-        return []
-    # One statement per dialect, executed with the rows as parameters ("insertmanyvalues"): compiled once and
-    # cached, where a multi-row .values() would be compiled again for every batch.
-    stmt = _INSERT_PG if conn.dialect.name == "postgresql" else _INSERT_SQLITE
-    result = await conn.execute(stmt, list(values))
-    created = set(result.scalars().all())
-    inserted = [v for v in values if v["id"] in created]
-    await rollups.apply(conn, inserted)
-    return inserted
+    """:func:`insert_rows` for rows by column name, as :func:`~tollway.metering.ledger.entries.db_values`
+    gives them; returns the inserted ones."""
+    form = postgresql_form if conn.dialect.name == "postgresql" else sqlite_form
+    inserted = await insert_rows(conn, [form([v[name] for name in LEDGER_COLUMNS]) for v in values])
+    ids = {row[_ID] for row in inserted}
+    out = []
+    for v in values:
+        if v["id"] in ids:
+            ids.discard(v["id"])
+            out.append(v)
+    return out
 
 
 class Shipper:
@@ -74,7 +157,7 @@ class Shipper:
         engine: AsyncEngine,
         *,
         batch_size: int = 500,
-        linger_s: float = 0.02,
+        linger_s: float = 0.25,
         idle_poll_s: float = 1.0,
         retry_initial_s: float = 0.25,
         retry_max_s: float = 5.0,
@@ -90,7 +173,8 @@ class Shipper:
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._attempt_timeout_s = attempt_timeout_s
-        self._money_as_text = engine.dialect.name != "postgresql"
+        self._params: Callable[[str, bytes], Row] = (
+            postgresql_params if engine.dialect.name == "postgresql" else sqlite_params)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -210,26 +294,27 @@ class Shipper:
         self._succeeded()
         return True
 
-    def _decode(self, batch: list[SpooledRow]) -> tuple[list[tuple[int, dict[str, Any]]], list[int]]:
-        rows: list[tuple[int, dict[str, Any]]] = []
+    def _decode(self, batch: list[SpooledRow]) -> tuple[list[tuple[int, Row]], list[int]]:
+        rows: list[tuple[int, Row]] = []
         bad: list[int] = []
+        params = self._params
         for item in batch:
             try:
-                rows.append((item.seq, db_values(item.entry_id, item.payload, money_as_text=self._money_as_text)))
+                rows.append((item.seq, params(item.entry_id, item.payload)))
             except _DECODE_ERRORS:
                 bad.append(item.seq)
         return rows, bad
 
-    async def _attempt(self, rows: list[tuple[int, dict[str, Any]]]) -> None:
+    async def _attempt(self, rows: list[tuple[int, Row]]) -> None:
         async with asyncio.timeout(self._attempt_timeout_s):
             async with self.engine.begin() as conn:
-                inserted = await insert_entries(conn, [values for _, values in rows])
+                inserted = await insert_rows(conn, [values for _, values in rows])
         await self.spool.delete([seq for seq, _ in rows])
         self.shipped += len(inserted)
         self.duplicates += len(rows) - len(inserted)
         self.last_shipped_at = time.time()
 
-    async def _ship_one_by_one(self, rows: list[tuple[int, dict[str, Any]]]) -> bool:
+    async def _ship_one_by_one(self, rows: list[tuple[int, Row]]) -> bool:
         for row in rows:
             try:
                 await self._attempt([row])

@@ -1,5 +1,12 @@
 """The ledger's local spool: a bounded, durable queue of usage rows on disk.
 
+**Layout.** Each group commit is one SQLite row holding all of its usage rows (:mod:`.groups`): one
+B-tree insert per group and one delete once every row of it has been shipped, never per-row index work
+(the per-row SQLite insert, read-back and delete cost more CPU than the rest of the ledger together).
+The shipper reads rows, not groups; rows of a partly shipped group are remembered in memory, and after a
+crash the whole group is delivered again — the database skips entry ids it already has, so nothing is
+written twice. A file of the earlier one-row-per-row layout is converted when it is claimed.
+
 Every exchange record goes to the spool first; the shipper (:mod:`.shipper`) moves rows on to the
 database and deletes them here only after the database committed them. The request path never waits for
 either: :meth:`Spool.append` puts the row dict on an in-process queue and returns.
@@ -52,8 +59,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tollway.core.ids import random_hex
-from tollway.metering.ledger.entries import encode_row
+from tollway.metering.ledger.groups import (
+    INDEX_MASK,
+    MAX_GROUP_ROWS,
+    SpooledRow,
+    decode_group,
+    encode_line,
+    join_lines,
+    line_created_at,
+    new_entry_id,
+    split_seq,
+)
+
+__all__ = ["Spool", "SpoolBusyError", "SpoolError", "SpoolForeignError", "SpooledRow", "new_entry_id"]
 
 log = logging.getLogger("tollway.ledger")
 
@@ -69,16 +87,18 @@ _BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _CALL_ERRORS = (sqlite3.Error, TypeError, ValueError, ArithmeticError)
 
 _SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS spool ("
+    "CREATE TABLE IF NOT EXISTS spool_groups ("
     " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " entry_id TEXT NOT NULL,"
-    " created_at REAL NOT NULL,"
+    " created_at REAL NOT NULL,"  # of the group's first row
+    " rows INTEGER NOT NULL,"
     " payload BLOB NOT NULL,"
     " quarantined INTEGER NOT NULL DEFAULT 0)"
 )
 _META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-_INSERT = "INSERT INTO spool (entry_id, created_at, payload) VALUES (?, ?, ?)"
-_OLDEST = "SELECT created_at FROM spool WHERE quarantined = 0 ORDER BY seq LIMIT 1"
+_INSERT = "INSERT INTO spool_groups (created_at, rows, payload, quarantined) VALUES (?, ?, ?, ?)"
+_OLDEST = "SELECT created_at FROM spool_groups WHERE quarantined = 0 ORDER BY seq LIMIT 1"
+_LEGACY = "spool"  # the one-row-per-row table of earlier versions
+_READ_GROUPS = 8  # groups fetched per SELECT while filling a read
 
 
 class SpoolError(Exception):
@@ -91,14 +111,6 @@ class SpoolBusyError(SpoolError):
 
 class SpoolForeignError(SpoolError):
     """The spool file holds rows for another database; they are left alone (never shipped elsewhere)."""
-
-
-@dataclass(slots=True, frozen=True)
-class SpooledRow:
-    seq: int
-    entry_id: str
-    created_at: float
-    payload: bytes
 
 
 @dataclass(slots=True)
@@ -128,11 +140,6 @@ def slot_paths(base: Path) -> list[Path]:
         if m is not None:
             found.append((int(m.group(1)), entry))
     return [p for _, p in sorted(found)]
-
-
-def new_entry_id() -> str:
-    """32 hex characters, time-ordered (nanoseconds, then 64 random bits)."""
-    return f"{time.time_ns():016x}{random_hex(8)}"
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -179,8 +186,8 @@ class Spool:
         database: str | None = None,
     ) -> None:
         """``database`` names the database the rows are for (see :class:`SpoolForeignError`); None: any."""
-        if max_rows < 1 or max_bytes < 1 or max_queue < 1 or max_group < 1:
-            raise ValueError("spool bounds must be positive")
+        if max_rows < 1 or max_bytes < 1 or max_queue < 1 or not 1 <= max_group <= MAX_GROUP_ROWS:
+            raise ValueError(f"spool bounds must be positive (max_group at most {MAX_GROUP_ROWS})")
         self.base = Path(base)
         self.database = database
         self.path: Path | None = None
@@ -207,6 +214,10 @@ class Spool:
         self._dropped_here = 0  # by append (event loop thread)
         self._dropped_there = 0  # by the spool thread
         self.error: str | None = None  # the spool file's own last write error (None: writing fine)
+        # Spool-thread state: indexes already shipped (or quarantined) of partly shipped groups, and the
+        # last group decoded (a read usually resumes inside it).
+        self._done: dict[int, set[int]] = {}
+        self._decoded: tuple[int, list[SpooledRow]] | None = None
 
     # ---- lifecycle (blocking: call via asyncio.to_thread) ------------------------------------------
 
@@ -245,7 +256,8 @@ class Spool:
     def _start(self, path: Path, conn: sqlite3.Connection) -> None:
         try:
             self._page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
-            self.rows = int(conn.execute("SELECT COUNT(*) FROM spool").fetchone()[0])
+            self._convert_legacy(conn)
+            self.rows = int(conn.execute("SELECT COALESCE(SUM(rows), 0) FROM spool_groups").fetchone()[0])
             if self.database is not None:
                 owner = conn.execute("SELECT value FROM meta WHERE key = 'database'").fetchone()
                 if owner is not None and owner[0] != self.database and self.rows:
@@ -253,7 +265,7 @@ class Spool:
                     raise SpoolForeignError(f"{path} holds {self.rows} usage rows for database {owner[0]!r}, "
                                             f"not {self.database!r}; they are left in place")
                 conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('database', ?)", (self.database,))
-            conn.execute("UPDATE spool SET quarantined = 0 WHERE quarantined = 1")  # each process retries them
+            conn.execute("UPDATE spool_groups SET quarantined = 0 WHERE quarantined = 1")  # each process retries
             self._refresh(conn)
         except sqlite3.Error as exc:
             conn.close()
@@ -330,29 +342,69 @@ class Spool:
         """The oldest ``limit`` rows waiting to be shipped (quarantined rows excluded)."""
 
         def fn(conn: sqlite3.Connection) -> list[SpooledRow]:
-            cur = conn.execute(
-                "SELECT seq, entry_id, created_at, payload FROM spool WHERE quarantined = 0 ORDER BY seq LIMIT ?",
-                (limit,),
-            )
-            return [SpooledRow(int(s), str(e), float(c), p if isinstance(p, bytes) else str(p).encode())
-                    for s, e, c, p in cur.fetchall()]
+            out: list[SpooledRow] = []
+            after = -1
+            while len(out) < limit:
+                groups = conn.execute(
+                    "SELECT seq, payload FROM spool_groups WHERE quarantined = 0 AND seq > ? ORDER BY seq LIMIT ?",
+                    (after, _READ_GROUPS),
+                ).fetchall()
+                if not groups:
+                    break
+                for seq, payload in groups:
+                    after = int(seq)
+                    done = self._done.get(after)
+                    for r in self._group_rows(after, payload):
+                        if done is None or (r.seq & INDEX_MASK) not in done:
+                            out.append(r)
+                            if len(out) == limit:
+                                return out
+            return out
 
         return await self._call(fn)
+
+    def _group_rows(self, seq: int, payload: bytes | str) -> list[SpooledRow]:
+        cached = self._decoded
+        if cached is not None and cached[0] == seq:
+            return cached[1]
+        rows = decode_group(seq, payload if isinstance(payload, bytes) else payload.encode())
+        self._decoded = (seq, rows)
+        return rows
+
+    def _mark_done(self, conn: sqlite3.Connection, seqs: list[int]) -> int:
+        """Record rows as gone; delete each group all of whose rows are. Returns rows newly marked."""
+        marked = 0
+        by_group: dict[int, list[int]] = {}
+        for seq in seqs:
+            group, index = split_seq(seq)
+            by_group.setdefault(group, []).append(index)
+        for group, indexes in by_group.items():
+            found = conn.execute("SELECT rows FROM spool_groups WHERE seq = ?", (group,)).fetchone()
+            if found is None:
+                self._done.pop(group, None)
+                continue
+            done = self._done.setdefault(group, set())
+            before = len(done)
+            done.update(indexes)
+            marked += len(done) - before
+            if len(done) >= found[0]:
+                conn.execute("DELETE FROM spool_groups WHERE seq = ?", (group,))
+                del self._done[group]
+                if self._decoded is not None and self._decoded[0] == group:
+                    self._decoded = None
+        return marked
 
     async def delete(self, seqs: list[int]) -> None:
         """Forget shipped rows (after the database committed them)."""
 
         def fn(conn: sqlite3.Connection) -> None:
-            removed = 0
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for i in range(0, len(seqs), _CHUNK):
-                    part = seqs[i : i + _CHUNK]
-                    cur = conn.execute(f"DELETE FROM spool WHERE seq IN ({','.join('?' * len(part))})", part)
-                    removed += cur.rowcount
+                removed = self._mark_done(conn, seqs)
                 conn.execute("COMMIT")
             except sqlite3.Error:
                 conn.execute("ROLLBACK")
+                self._done.clear()  # what the file still holds is the truth: those rows come again
                 raise
             self.rows -= removed
             self._refresh(conn)
@@ -364,15 +416,48 @@ class Spool:
         """Keep rows the database refuses on disk, out of the shipping order."""
 
         def fn(conn: sqlite3.Connection) -> None:
-            marked = 0
-            for i in range(0, len(seqs), _CHUNK):
-                part = seqs[i : i + _CHUNK]
-                cur = conn.execute(
-                    f"UPDATE spool SET quarantined = 1 WHERE quarantined = 0 AND seq IN ({','.join('?' * len(part))})",
-                    part,
-                )
-                marked += cur.rowcount
-            self.quarantined += marked
+            by_group: dict[int, set[int]] = {}
+            for seq in seqs:
+                group, index = split_seq(seq)
+                by_group.setdefault(group, set()).add(index)
+            moved: list[bytes] = []
+            changes: list[tuple[int, bytes, int]] = []  # group, payload with tombstones, live rows left
+            for group, indexes in by_group.items():
+                found = conn.execute("SELECT payload, rows FROM spool_groups WHERE seq = ? AND quarantined = 0",
+                                     (group,)).fetchone()
+                if found is None:
+                    continue
+                payload, live = found
+                lines = (payload if isinstance(payload, bytes) else str(payload).encode()).split(b"\n")
+                taken = 0
+                for i in sorted(indexes - self._done.get(group, set())):
+                    if i < len(lines) and lines[i]:
+                        moved.append(lines[i])
+                        lines[i] = b""  # a tombstone keeps the other rows' indexes (and seqs) stable
+                        taken += 1
+                if taken:
+                    changes.append((group, join_lines(lines), int(live) - taken))
+            if not moved:
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:  # the rows move to a quarantined group of their own, atomically
+                conn.execute(_INSERT, (line_created_at(moved[0]), len(moved), join_lines(moved), 1))
+                for group, payload, live in changes:
+                    if live - len(self._done.get(group, ())) <= 0:
+                        conn.execute("DELETE FROM spool_groups WHERE seq = ?", (group,))
+                    else:
+                        conn.execute("UPDATE spool_groups SET payload = ?, rows = ? WHERE seq = ?",
+                                     (payload, live, group))
+                conn.execute("COMMIT")
+            except sqlite3.Error:
+                conn.execute("ROLLBACK")
+                self._done.clear()
+                raise
+            for group, _, live in changes:
+                if live - len(self._done.get(group, ())) <= 0:
+                    self._done.pop(group, None)
+            self._decoded = None
+            self.quarantined += len(moved)
             self._refresh(conn)
 
         await self._call(fn)
@@ -433,21 +518,23 @@ class Spool:
             self._dropped_there += len(rows) - max(room, 0)
             self._log_drop("spool_full")
             rows = rows[: max(room, 0)]
-        batch: list[tuple[str, float, bytes]] = []
+        batch: list[bytes] = []
         for row in rows:
             try:
-                batch.append((new_entry_id(), float(row["created_at"]), encode_row(row)))
+                batch.append(encode_line(row))
             except (TypeError, ValueError, KeyError) as exc:  # not a ledger row: a bug upstream, never retried
                 log.error("ledger row cannot be encoded; dropped", extra={"event": "ledger.row_unencodable",
                                                                           "error": str(exc)})
                 self._dropped_there += 1
         if not batch:
             return
+        first_created = line_created_at(batch[0])
+        group = (first_created, len(batch), join_lines(batch), 0)
         attempt = 0
         while True:
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(_INSERT, batch)
+                conn.execute(_INSERT, group)
                 conn.execute("COMMIT")
                 break
             except sqlite3.Error as exc:
@@ -465,7 +552,7 @@ class Spool:
                 time.sleep(min(2.0, 0.05 * 2 ** min(attempt, 6)))
         self.error = None
         if self.oldest is None:
-            self.oldest = batch[0][1]
+            self.oldest = first_created
         self.rows += len(batch)
         self.appended += len(batch)
         self._refresh_bytes(conn)
@@ -487,6 +574,54 @@ class Spool:
             log.error("ledger spool cannot take rows; usage rows dropped", extra={
                 "event": "ledger.rows_dropped", "reason": reason, "dropped_total": self.dropped,
                 "spool_rows": self.rows, "spool_bytes": self.live_bytes})
+
+    def _persist_done(self, conn: sqlite3.Connection) -> None:
+        """At close: rows shipped from partly shipped groups become tombstones on disk, so the next start
+        neither counts nor re-delivers them (after a crash they are re-delivered, and skipped by the
+        database)."""
+        if not self._done:
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for group, done in self._done.items():
+                found = conn.execute("SELECT payload, rows FROM spool_groups WHERE seq = ?", (group,)).fetchone()
+                if found is None:
+                    continue
+                lines = (found[0] if isinstance(found[0], bytes) else str(found[0]).encode()).split(b"\n")
+                for i in done:
+                    if i < len(lines):
+                        lines[i] = b""
+                conn.execute("UPDATE spool_groups SET payload = ?, rows = ? WHERE seq = ?",
+                             (join_lines(lines), max(int(found[1]) - len(done), 0), group))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback(conn)
+            log.warning("ledger spool could not record shipped rows at close; they will be re-delivered",
+                        extra={"event": "ledger.spool_close_partial", "error": str(exc)})
+        self._done.clear()
+
+    def _convert_legacy(self, conn: sqlite3.Connection) -> None:
+        """Move the rows of an earlier version's one-row-per-row table into groups (one transaction)."""
+        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (_LEGACY,)).fetchone()
+        if exists is None:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.execute(f"SELECT entry_id, created_at, payload FROM {_LEGACY} ORDER BY seq")
+            moved = 0
+            while chunk := cur.fetchmany(self._max_group):
+                lines = [f"{e}\t{float(c)!r}\t".encode() + (p if isinstance(p, bytes) else str(p).encode())
+                         for e, c, p in chunk]
+                conn.execute(_INSERT, (float(chunk[0][1]), len(lines), join_lines(lines), 0))
+                moved += len(lines)
+            conn.execute(f"DROP TABLE {_LEGACY}")
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            self._rollback(conn)
+            raise
+        if moved:
+            log.info("ledger spool converted to the grouped layout", extra={
+                "event": "ledger.spool_converted", "rows": moved})
 
     def _refresh(self, conn: sqlite3.Connection) -> None:
         row = conn.execute(_OLDEST).fetchone()
@@ -513,6 +648,7 @@ class Spool:
         while self._rows:
             self._rows.popleft()
             self._dropped_there += 1
+        self._persist_done(conn)
         try:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.Error as exc:
