@@ -635,8 +635,10 @@ class Spool:
             self.live_bytes = (pages - free) * self._page_size
 
     def _maybe_vacuum(self, conn: sqlite3.Connection) -> None:
+        # Free pages are reused by the next groups; only a large surplus (after a backlog drained) is given
+        # back. Vacuuming every time the spool empties (each ship, under steady load) churned the file.
         free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
-        if free and (self.rows == 0 or (free >= _VACUUM_MIN_FREE_PAGES and free * self._page_size > self.live_bytes)):
+        if free >= _VACUUM_MIN_FREE_PAGES and free * self._page_size > self.live_bytes:
             conn.executescript("PRAGMA incremental_vacuum;")  # execute() would free only one page
 
     def _finish(self, conn: sqlite3.Connection) -> None:
