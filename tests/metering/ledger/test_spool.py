@@ -112,21 +112,22 @@ async def test_bounded_in_rows_drops_and_reports_full(tmp_path: Path) -> None:
 
 
 async def test_bounded_in_bytes_on_disk(tmp_path: Path) -> None:
-    limit = 256 * 1024
+    limit = 2 * 1024 * 1024
     spool = await opened(tmp_path / "spool.db", max_bytes=limit, max_group=50)
     try:
         big = {"pad": "x" * 2000}
-        for n in range(1000):
+        for n in range(1500):
             spool.append(row(n, tags=big))
         await spool.flush()
         assert spool.full and spool.dropped > 0
         assert spool.live_bytes < limit + 50 * 4096  # at most one group past the bound
-        assert spool.rows + spool.dropped == 1000
-        # Shipped rows give their pages back (incremental vacuum): the file shrinks.
+        assert spool.rows + spool.dropped == 1500
+        # Once a backlog has drained, its surplus of free pages is given back (incremental vacuum; up to
+        # ~1 MB stays for reuse by the next groups): the file shrinks.
         while batch := await spool.read(200):
             await spool.delete([b.seq for b in batch])
         await spool.close()
-        assert os.path.getsize(tmp_path / "spool.0.db") < limit
+        assert os.path.getsize(tmp_path / "spool.0.db") < limit // 2
     finally:
         await spool.close()
 

@@ -135,3 +135,24 @@ async def test_many_groups_are_read_in_order(tmp_path: Path) -> None:
         await spool.delete([b.seq for b in batch])
     assert seen == [f"req_{n}" for n in range(100)] and spool.rows == 0
     await spool.close()
+
+
+async def test_small_drains_keep_free_pages_for_reuse(tmp_path: Path) -> None:
+    """Under steady load the spool empties at every ship: its few free pages are reused by the next
+    groups, not vacuumed away and re-grown each time."""
+    spool = await opened(tmp_path / "spool.db", linger_s=0.0)
+    try:
+        sizes = []
+        for round_ in range(5):
+            for n in range(40):
+                spool.append(row(round_ * 100 + n, tags={"pad": "z" * 300}))
+            await spool.flush()
+            while batch := await spool.read(100):
+                await spool.delete([b.seq for b in batch])
+            free = await spool._call(lambda c: int(c.execute("PRAGMA freelist_count").fetchone()[0]))
+            pages = await spool._call(lambda c: int(c.execute("PRAGMA page_count").fetchone()[0]))
+            sizes.append(pages)
+            assert spool.rows == 0 and free > 0
+        assert max(sizes) == min(sizes) or sizes[-1] <= sizes[1]  # the file stops growing: pages are reused
+    finally:
+        await spool.close()
