@@ -566,3 +566,11 @@ async def test_backlog_bound(caplog: pytest.LogCaptureFixture) -> None:
         await store.close(timeout=0.3)
         assert time.monotonic() - started < 2
     assert _events(caplog, "storage.unwritten_at_close")
+
+
+def test_the_upsert_statement_is_cacheable() -> None:
+    """The dialects' insert().on_conflict_* constructs have no cache key (compiled again for every batch);
+    the store's upsert must have one."""
+    from tollway.storage.responses import _UPSERT
+
+    assert _UPSERT._generate_cache_key() is not None
