@@ -80,7 +80,6 @@ T = TypeVar("T")
 SLOT_LIMIT = 256  # worker slots per configured path
 WAL_LIMIT_BYTES = 4 * 1024 * 1024
 WAL_CHECKPOINT_PAGES = 256  # checkpoint the WAL into the file every ~1 MB
-_CHUNK = 500  # rows per DELETE/UPDATE statement (SQLite parameter limits)
 _LOG_EVERY_S = 10.0
 _VACUUM_MIN_FREE_PAGES = 256
 _BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
