@@ -38,10 +38,18 @@ def new_entry_id() -> str:
     return f"{time.time_ns():016x}{random_hex(8)}"
 
 
+def as_bytes(blob: bytes | str) -> bytes:
+    """A BLOB column as read back (SQLite hands back text for a value written as text)."""
+    return blob if isinstance(blob, bytes) else blob.encode()
+
+
+def format_line(entry_id: str, created_at: float, payload: bytes) -> bytes:
+    return f"{entry_id}\t{created_at!r}\t".encode() + payload
+
+
 def encode_line(row: dict[str, Any]) -> bytes:
     """One row as a group line (raises TypeError/ValueError/KeyError for what is not a ledger row)."""
-    created = float(row["created_at"])
-    return f"{new_entry_id()}\t{created!r}\t".encode() + encode_row(row)
+    return format_line(new_entry_id(), float(row["created_at"]), encode_row(row))
 
 
 def join_lines(lines: Iterable[bytes]) -> bytes:

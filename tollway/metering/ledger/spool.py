@@ -63,8 +63,10 @@ from tollway.metering.ledger.groups import (
     INDEX_MASK,
     MAX_GROUP_ROWS,
     SpooledRow,
+    as_bytes,
     decode_group,
     encode_line,
+    format_line,
     join_lines,
     line_created_at,
     new_entry_id,
@@ -366,7 +368,7 @@ class Spool:
         cached = self._decoded
         if cached is not None and cached[0] == seq:
             return cached[1]
-        rows = decode_group(seq, payload if isinstance(payload, bytes) else payload.encode())
+        rows = decode_group(seq, as_bytes(payload))
         self._decoded = (seq, rows)
         return rows
 
@@ -427,7 +429,7 @@ class Spool:
                 if found is None:
                     continue
                 payload, live = found
-                lines = (payload if isinstance(payload, bytes) else str(payload).encode()).split(b"\n")
+                lines = as_bytes(payload).split(b"\n")
                 taken = 0
                 for i in sorted(indexes - self._done.get(group, set())):
                     if i < len(lines) and lines[i]:
@@ -586,7 +588,7 @@ class Spool:
                 found = conn.execute("SELECT payload, rows FROM spool_groups WHERE seq = ?", (group,)).fetchone()
                 if found is None:
                     continue
-                lines = (found[0] if isinstance(found[0], bytes) else str(found[0]).encode()).split(b"\n")
+                lines = as_bytes(found[0]).split(b"\n")
                 for i in done:
                     if i < len(lines):
                         lines[i] = b""
@@ -609,8 +611,7 @@ class Spool:
             cur = conn.execute(f"SELECT entry_id, created_at, payload FROM {_LEGACY} ORDER BY seq")
             moved = 0
             while chunk := cur.fetchmany(self._max_group):
-                lines = [f"{e}\t{float(c)!r}\t".encode() + (p if isinstance(p, bytes) else str(p).encode())
-                         for e, c, p in chunk]
+                lines = [format_line(str(e), float(c), as_bytes(p)) for e, c, p in chunk]
                 conn.execute(_INSERT, (float(chunk[0][1]), len(lines), join_lines(lines), 0))
                 moved += len(lines)
             conn.execute(f"DROP TABLE {_LEGACY}")
