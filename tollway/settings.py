@@ -205,6 +205,13 @@ class Settings(_Strict):
         "(tollway-spool.0.db, tollway-spool.1.db, ...); rows left by a stopped or killed process are "
         "shipped by the next one. Keep it on a persistent local disk.",
     )
+    ledger_direct: bool = Field(
+        default=True,
+        description="With a local SQLite database file: usage rows are written straight into it (one "
+        "transaction and fsync per group of rows) instead of into the spool first; a group the database "
+        "cannot take at that moment (locked, disk full) still goes to the spool and is shipped from there. "
+        "No effect with PostgreSQL or an in-memory database.",
+    )
     ledger_spool_max_rows: int = Field(
         default=1_000_000, ge=1,
         description="Most usage rows one worker's spool holds while the database is unreachable. When full, "

@@ -18,10 +18,11 @@ from typing import Any
 
 import orjson
 
-from tollway.core.assembler import OutputAssembler, assign_ids, new_id
+from tollway.core.assembler import OutputAssembler, assign_ids
 from tollway.core.context import ExchangeRecord, RequestContext
 from tollway.core.enrich import Timings, tollway_block
 from tollway.core.errors import GatewayError
+from tollway.core.ids import ordered_hex
 from tollway.core.routing import ModelResolver, Route
 from tollway.core.steps import CredentialSource, Guard, Recorder
 from tollway.core.types import (
@@ -166,7 +167,7 @@ class Pipeline:
             upstream=upstream,
             fidelity=fidelity,
             ctx=ctx,
-            response_id=new_id("resp_"),
+            response_id="resp_" + ordered_hex(12),  # keys the response store: time-ordered
             created_at=int(time.time()),
             timings=Timings(started=ctx.started),
             turn_input=turn_input,

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.metering.ledger.conftest import PRINCIPAL, make_record
 from tollway.core.context import Principal
-from tollway.metering.ledger.entries import db_values, encode_row, to_row
+from tollway.metering.ledger.entries import db_values, encode_row, row_sqlite_params, sqlite_params, to_row
 from tollway.metering.ledger.recorder import LedgerRecorder
 
 
@@ -83,3 +86,44 @@ def test_recorder_hands_a_row_to_the_spool() -> None:
     recorder.record(make_record(3, principal=PRINCIPAL))
     assert len(spool.rows) == 1 and spool.rows[0]["request_id"] == "req_3"
     assert spool.rows[0]["total_usd"] == Decimal("0.000123")
+
+
+_TEXT = st.one_of(st.none(), st.text(max_size=300), st.text(alphabet="ab\x00", max_size=80))
+_COUNT = st.one_of(st.integers(min_value=-(2**63), max_value=2**63 - 1), st.booleans(), st.none())
+_MONEY = st.one_of(st.none(), st.decimals(allow_nan=False, allow_infinity=False, places=12),
+                   st.decimals(allow_nan=False, allow_infinity=False), st.integers(-10, 10))
+_FLOAT = st.one_of(st.floats(), st.integers(-5, 5), st.none())
+_ROW = st.fixed_dictionaries({
+    "request_id": _TEXT, "created_at": st.floats(min_value=0, max_value=4e9), "org_id": _TEXT, "team_id": _TEXT,
+    "project_id": _TEXT, "key_id": _TEXT, "end_user_id": _TEXT, "end_user_external_id": _TEXT, "door": _TEXT,
+    "model": _TEXT, "provider": _TEXT, "upstream_model": _TEXT, "streaming": st.booleans(), "status": _TEXT,
+    "http_status": _COUNT, "error_code": _TEXT, "input_tokens": _COUNT, "cached_tokens": _COUNT,
+    "cache_write_tokens": _COUNT, "output_tokens": _COUNT, "reasoning_tokens": _COUNT, "cost_status": _TEXT,
+    "price_table_version": _TEXT, "input_usd": _MONEY, "cached_input_usd": _MONEY, "cache_write_usd": _MONEY,
+    "output_usd": _MONEY, "total_usd": _MONEY, "latency_ms": _FLOAT, "overhead_ms": _FLOAT,
+    "tags": st.dictionaries(st.text(max_size=300), st.text(max_size=300), max_size=70),
+})
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ROW)
+def test_params_from_the_dict_equal_params_from_its_json(row: dict[str, Any]) -> None:
+    """The direct writer's row_sqlite_params and the shipper's sqlite_params write the same values."""
+    try:
+        payload = encode_row(row)
+    except (TypeError, ValueError):
+        return  # a row the spool would not take (e.g. a lone surrogate); not a ledger row
+    try:
+        expected: Any = sqlite_params("e1", payload)
+    except (TypeError, ValueError, KeyError, ArithmeticError) as exc:
+        expected = type(exc)
+    try:
+        got: Any = row_sqlite_params("e1", row)
+    except (TypeError, ValueError, KeyError, ArithmeticError) as exc:
+        got = type(exc)
+    assert got == expected
+
+
+def test_params_from_a_real_record_equal_params_from_its_json() -> None:
+    row = to_row(make_record(3, end_user_external_id="x\x00y" * 200, latency_ms=float("nan")))
+    assert row_sqlite_params("e9", row) == sqlite_params("e9", encode_row(row))

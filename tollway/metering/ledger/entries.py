@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -122,6 +123,13 @@ def _fit(value: Any, width: int) -> str | None:
 _MAX_COUNT = 2**62  # BIGINT with room to sum
 
 
+def _clean(value: Any, width: int) -> str | None:
+    """:func:`_text` with a fast path for a short string without NUL (the usual case)."""
+    if value.__class__ is str and len(value) <= width and "\x00" not in value:
+        return value  # type: ignore[no-any-return]
+    return _text(value, width)
+
+
 def _count(value: Any, high: int = _MAX_COUNT) -> int:
     if value.__class__ is int:  # JSON gives exact int (bool is its own class)
         return value if 0 <= value <= high else min(max(value, 0), high)  # type: ignore[no-any-return]
@@ -142,7 +150,9 @@ def _tags(value: Any) -> dict[str, str]:
 
 
 def _float(value: Any) -> float:
-    return value if value.__class__ is float else float(value or 0.0)
+    if value.__class__ is float:
+        return value if value - value == 0.0 else 0.0  # NaN and infinities: what JSON makes of them (null)
+    return float(value or 0.0)
 
 
 # What decimal_text() writes: digits, at most one point, no exponent, no leading zeros, no sign but '-'.
@@ -163,6 +173,8 @@ def _money_text(raw: Any, name: str) -> str | None:
         return None
     if raw.__class__ is str and _PLAIN_DECIMAL(raw):
         return raw  # type: ignore[no-any-return]
+    if raw.__class__ is Decimal and raw.is_finite():  # a row dict's own amount (:func:`row_sqlite_params`)
+        return decimal_text(raw)
     return decimal_text(_amount(raw, name))
 
 
@@ -199,15 +211,24 @@ _NUL = b"\\u0000"  # how orjson writes a NUL character inside a string
 
 def _columns(entry_id: str, payload: bytes, money_as_text: bool) -> list[Any]:
     """The sanitised column values of one spooled row, in :data:`LEDGER_COLUMNS` order; ``day`` is left
-    None for the caller (it depends on the form ``created_at`` takes). Unrolled on purpose: it runs once
-    per request, and the field by field calls are most of its cost."""
+    None for the caller (it depends on the form ``created_at`` takes)."""
     row = orjson.loads(payload)
     if row.__class__ is not dict:
         raise TypeError("a spooled ledger row must be a JSON object")
+    cut = _text if _NUL in payload else _fit  # a NUL in any string shows in the payload as \u0000
+    return _extract(entry_id, row, cut, _money_text if money_as_text else _money_decimal)
+
+
+def _extract(
+    entry_id: str,
+    row: dict[str, Any],
+    cut: Callable[[Any, int], str | None],
+    money: Callable[[Any, str], Any],
+) -> list[Any]:
+    """:func:`_columns` of a row dict. Unrolled on purpose: it runs once per request, and the field by
+    field calls are most of its cost."""
     created = utc_datetime(float(row["created_at"]))
     get = row.get
-    cut = _text if _NUL in payload else _fit  # a NUL in any string shows in the payload as \u0000
-    money = _money_text if money_as_text else _money_decimal
     return [
         entry_id,
         cut(get("request_id"), REQUEST_ID_LEN) or "",
@@ -263,6 +284,13 @@ def sqlite_params(entry_id: str, payload: bytes) -> list[Any]:
     column types would bind: ``created_at`` as ``YYYY-MM-DD HH:MM:SS.ffffff``, ``day`` as ``YYYY-MM-DD``,
     ``streaming`` as 0/1, amounts as decimal text, ``tags`` as JSON text. Raises like :func:`db_values`."""
     return sqlite_form(_columns(entry_id, payload, True))
+
+
+def row_sqlite_params(entry_id: str, row: dict[str, Any]) -> list[Any]:
+    """:func:`sqlite_params` of the row dict itself (:func:`to_row`), skipping the JSON round trip: the same
+    values as ``sqlite_params(entry_id, encode_row(row))`` for every row :func:`encode_row` takes (a
+    property test holds them equal). The ledger's direct writer (:mod:`.direct`) uses it."""
+    return sqlite_form(_extract(entry_id, row, _clean, _money_text))
 
 
 def postgresql_params(entry_id: str, payload: bytes) -> list[Any]:

@@ -12,12 +12,11 @@ line (a tombstone) so the others keep their index.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from tollway.core.ids import random_hex
+from tollway.core.ids import ordered_hex
 from tollway.metering.ledger.entries import encode_row
 
 GROUP_SHIFT = 16
@@ -35,7 +34,7 @@ class SpooledRow:
 
 def new_entry_id() -> str:
     """32 hex characters, time-ordered (nanoseconds, then 64 random bits)."""
-    return f"{time.time_ns():016x}{random_hex(8)}"
+    return ordered_hex(8)
 
 
 def as_bytes(blob: bytes | str) -> bytes:
@@ -47,9 +46,9 @@ def format_line(entry_id: str, created_at: float, payload: bytes) -> bytes:
     return f"{entry_id}\t{created_at!r}\t".encode() + payload
 
 
-def encode_line(row: dict[str, Any]) -> bytes:
+def encode_line(row: dict[str, Any], entry_id: str | None = None) -> bytes:
     """One row as a group line (raises TypeError/ValueError/KeyError for what is not a ledger row)."""
-    return format_line(new_entry_id(), float(row["created_at"]), encode_row(row))
+    return format_line(entry_id or new_entry_id(), float(row["created_at"]), encode_row(row))
 
 
 def join_lines(lines: Iterable[bytes]) -> bytes:

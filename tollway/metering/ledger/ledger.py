@@ -5,6 +5,10 @@ of its own and starts the shipper. It does not need the database: when it is unr
 starts all the same, rows wait in the spool and the shipper keeps retrying (logged, and visible in
 ``/health/ready``). A spool that cannot be opened at all stops start-up with a clear message.
 
+With a local SQLite database file (the embedded default) and ``direct`` on, the spool thread writes each
+group of rows straight into the database (:mod:`.direct`); the spool file and the shipper only carry the
+groups it could not write.
+
 Orphans: slot files whose process is gone (the worker count went down, a rolling restart) are claimed by a
 live process — at start-up and then every ``adopt_interval_s`` — shipped until empty, and released.
 
@@ -24,6 +28,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tollway.metering.ledger.direct import DirectWriter
 from tollway.metering.ledger.recorder import LedgerRecorder
 from tollway.metering.ledger.shipper import Shipper
 from tollway.metering.ledger.spool import Spool, SpoolBusyError, SpoolError, slot_paths
@@ -90,6 +95,7 @@ class Ledger:
             settings.database_url,
             max_rows=settings.ledger_spool_max_rows,
             max_bytes=settings.ledger_spool_max_bytes,
+            direct=settings.ledger_direct,
         )
 
     @classmethod
@@ -101,11 +107,14 @@ class Ledger:
         max_rows: int = 1_000_000,
         max_bytes: int = 1024 * 1024 * 1024,
         adopt_interval_s: float = 60.0,
+        direct: bool = False,
         **shipper_options: Any,
     ) -> Ledger:
         """Open the spool, start the shipper (and the orphan adopter). ``RuntimeError`` if the spool
-        cannot be used."""
-        spool = Spool(spool_path, max_rows=max_rows, max_bytes=max_bytes, database=database_identity(database_url))
+        cannot be used. ``direct``: write straight into the database when it is a local SQLite file."""
+        database_file = sqlite_database_path(normalise_database_url(database_url)) if direct else None
+        spool = Spool(spool_path, max_rows=max_rows, max_bytes=max_bytes, database=database_identity(database_url),
+                      direct=DirectWriter(database_file) if database_file is not None else None)
         try:
             await asyncio.to_thread(spool.open)
         except SpoolError as exc:
@@ -122,6 +131,7 @@ class Ledger:
     def stats(self) -> LedgerStats:
         spool, shipper = self.spool, self.shipper
         oldest = spool.oldest
+        direct_rows = spool.direct.written if spool.direct is not None else 0
         return LedgerStats(
             spool_path=str(spool.path),
             spool_rows=spool.rows,
@@ -130,7 +140,8 @@ class Ledger:
             spool_max_bytes=spool.max_bytes,
             queued=spool.queued,
             lag_s=max(0.0, time.time() - oldest) if oldest is not None else 0.0,
-            shipped=shipper.shipped,
+            shipped=shipper.shipped + direct_rows,
+            direct=direct_rows,
             duplicates=shipper.duplicates,
             adopted=self.adopted,
             dropped=spool.dropped,
@@ -162,7 +173,7 @@ class Ledger:
         await self.spool.close(timeout)
         await self.engine.dispose()
         log.info("usage ledger stopped", extra={"event": "ledger.stopped", "spool": str(self.spool.path),
-                                                "unshipped_rows": self.spool.rows, "shipped": self.shipper.shipped})
+                                                "unshipped_rows": self.spool.rows, "shipped": self.stats().shipped})
 
     # ---- orphaned spool files ----------------------------------------------------------------------
 

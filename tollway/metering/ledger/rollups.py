@@ -239,9 +239,19 @@ async def _add_postgresql(conn: AsyncConnection, keys: list[RollupKey], deltas: 
 async def _add_read_modify_write(
     conn: AsyncConnection, keys: list[RollupKey], deltas: dict[RollupKey, Totals]
 ) -> None:
-    flat = tuple(value for key in keys for value in _sqlite_key(key))
+    found = await sqlite_driver_sql(conn, _sqlite_current(len(keys)), _sqlite_keys(keys))
+    await sqlite_driver_sql(conn, _SQLITE_UPSERT, _sqlite_totals(keys, deltas, found), many=True)
+
+
+def _sqlite_keys(keys: list[RollupKey]) -> tuple[Any, ...]:
+    return tuple(value for key in keys for value in _sqlite_key(key))
+
+
+def _sqlite_totals(
+    keys: list[RollupKey], deltas: dict[RollupKey, Totals], found: Iterable[Sequence[Any]]
+) -> list[tuple[Any, ...]]:
+    """The new rollup rows (``_SQLITE_UPSERT`` parameters): the stored ones ``found`` plus ``deltas``."""
     names = (*ROLLUP_DIMENSIONS, *_AMOUNTS)
-    found = await sqlite_driver_sql(conn, _sqlite_current(len(keys)), flat)
     current = {}
     for values in found:
         row = dict(zip(names, values, strict=True))
@@ -251,7 +261,18 @@ async def _add_read_modify_write(
         totals = current.get(key) or Totals()
         totals.add(deltas[key])
         rows.append((*_sqlite_key(key), *totals.params(money_as_text=True)))
-    await sqlite_driver_sql(conn, _SQLITE_UPSERT, rows, many=True)
+    return rows
+
+
+def apply_rows_sqlite(conn: sqlite3.Connection, inserted: Sequence[Sequence[Any]]) -> None:
+    """:func:`apply_rows` on a plain ``sqlite3`` connection, inside its write transaction (the ledger's
+    direct writer, :mod:`.direct`)."""
+    deltas = fold_rows(inserted)
+    keys = sorted(deltas)
+    for i in range(0, len(keys), _KEY_CHUNK):
+        chunk = keys[i : i + _KEY_CHUNK]
+        found = conn.execute(_sqlite_current(len(chunk)), _sqlite_keys(chunk)).fetchall()
+        conn.executemany(_SQLITE_UPSERT, _sqlite_totals(chunk, deltas, found))
 
 
 _AIOSQLITE_CLOSED = (("no active connection",), ("Connection closed",))

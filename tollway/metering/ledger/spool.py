@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tollway.metering.ledger.direct import DirectWriter
 from tollway.metering.ledger.groups import (
     INDEX_MASK,
     MAX_GROUP_ROWS,
@@ -185,8 +186,11 @@ class Spool:
         linger_s: float = 0.02,
         max_group: int = 2_000,
         database: str | None = None,
+        direct: DirectWriter | None = None,
     ) -> None:
-        """``database`` names the database the rows are for (see :class:`SpoolForeignError`); None: any."""
+        """``database`` names the database the rows are for (see :class:`SpoolForeignError`); None: any.
+        ``direct``: groups go straight into the (embedded SQLite) database, the file only takes the groups
+        it could not (:mod:`.direct`)."""
         if max_rows < 1 or max_bytes < 1 or max_queue < 1 or not 1 <= max_group <= MAX_GROUP_ROWS:
             raise ValueError(f"spool bounds must be positive (max_group at most {MAX_GROUP_ROWS})")
         self.base = Path(base)
@@ -197,6 +201,7 @@ class Spool:
         self._max_queue = max_queue
         self._linger_s = linger_s
         self._max_group = max_group
+        self.direct = direct
         self._rows: deque[dict[str, Any]] = deque()  # appended by the event loop, taken by the thread
         self._calls: deque[object] = deque()  # _Call or _STOP
         self._wake = threading.Event()
@@ -514,21 +519,26 @@ class Spool:
             call.future.set_exception(exc)
 
     def _write(self, conn: sqlite3.Connection, rows: list[dict[str, Any]], stopping: bool) -> None:
-        room = self.max_rows - self.rows if self.live_bytes < self.max_bytes else 0
-        if room < len(rows):
-            self._dropped_there += len(rows) - max(room, 0)
-            self._log_drop("spool_full")
-            rows = rows[: max(room, 0)]
+        entries = [(new_entry_id(), row) for row in rows]  # a group the database refuses keeps its ids
+        if self.direct is not None and self.direct.write(entries):
+            return
         batch: list[bytes] = []
-        for row in rows:
+        for entry_id, row in entries:
             try:
-                batch.append(encode_line(row))
+                batch.append(encode_line(row, entry_id))
             except (TypeError, ValueError, KeyError) as exc:  # not a ledger row: a bug upstream, never retried
                 log.error("ledger row cannot be encoded; dropped", extra={"event": "ledger.row_unencodable",
                                                                           "error": str(exc)})
                 self._dropped_there += 1
         if not batch:
             return
+        room = self.max_rows - self.rows if self.live_bytes < self.max_bytes else 0
+        if room < len(batch):
+            self._dropped_there += len(batch) - max(room, 0)
+            self._log_drop("spool_full")
+            batch = batch[: max(room, 0)]
+            if not batch:
+                return
         first_created = line_created_at(batch[0])
         group = (first_created, len(batch), join_lines(batch), 0)
         attempt = 0
@@ -651,6 +661,8 @@ class Spool:
             self._rows.popleft()
             self._dropped_there += 1
         self._persist_done(conn)
+        if self.direct is not None:
+            self.direct.close()
         try:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.Error as exc:

@@ -15,7 +15,8 @@ class LedgerStats:
     spool_max_bytes: int
     queued: int  # rows handed to the spool thread, not yet on disk (RAM; bounded)
     lag_s: float  # age of the oldest row not yet shipped (0: nothing waiting)
-    shipped: int  # rows written to the database by this process
+    shipped: int  # rows written to the database by this process (direct writes included)
+    direct: int  # of those, rows written straight into the embedded SQLite database, never spooled
     duplicates: int  # re-delivered rows the database already had (skipped, not counted twice)
     adopted: int  # rows shipped from spool files left by processes that are gone
     dropped: int  # rows that never reached the disk (spool full / unwritable)
@@ -40,6 +41,7 @@ class LedgerStats:
             "tollway_ledger_queued_rows": float(self.queued),
             "tollway_ledger_lag_seconds": self.lag_s,
             "tollway_ledger_shipped_rows_total": float(self.shipped),
+            "tollway_ledger_direct_rows_total": float(self.direct),
             "tollway_ledger_duplicate_rows_total": float(self.duplicates),
             "tollway_ledger_adopted_rows_total": float(self.adopted),
             "tollway_ledger_dropped_rows_total": float(self.dropped),
